@@ -1,0 +1,545 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libmemfault: run KVM vCPUs and handle memory-fault exits the same way on
+ * every architecture.
+ *
+ * This header is self-contained: it needs only <stdint.h> and <stddef.h>
+ * and no kernel header, so consumers and binding generators do not need a
+ * <linux/kvm.h> new enough to know KVM_EXIT_MEMORY_FAULT.
+ */
+#ifndef MEMFAULT_MEMFAULT_H
+#define MEMFAULT_MEMFAULT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * @defgroup version Version
+ * Library version at run time.
+ *
+ * The compile-time version is in <memfault/memfault-version.h>
+ * (MEMFAULT_VERSION_MAJOR, MEMFAULT_VERSION_MINOR, MEMFAULT_VERSION_MICRO).
+ * @{
+ */
+
+/**
+ * @brief **memfault_version_major()**: major version of the loaded library.
+ *
+ * @return the major version, always >= 0.
+ * @note Thread-safe and async-signal-safe.
+ */
+int memfault_version_major(void);
+
+/**
+ * @brief **memfault_version_minor()**: minor version of the loaded library.
+ *
+ * @return the minor version, always >= 0.
+ * @note Thread-safe and async-signal-safe.
+ */
+int memfault_version_minor(void);
+
+/** @} */
+
+/**
+ * @defgroup opts Option structs
+ * Size-prefixed option structs that can grow without breaking the ABI.
+ *
+ * Every option struct starts with `size_t sz`, which the caller sets to
+ * `sizeof` the struct as it knows it. The library reads the fields it knows
+ * that fit in @c sz and uses a default for the others; it rejects a struct
+ * whose bytes beyond the fields it knows are not zero (-EINVAL), so a
+ * program built against a newer header fails cleanly on an older library
+ * instead of having its options silently ignored.
+ * @{
+ */
+
+/**
+ * @brief Declare an option struct @p NAME of type `struct TYPE`, zeroed
+ * except for `sz` and the designated initializers given.
+ *
+ * Example: `MEMFAULT_OPTS(memfault_vm_opts, opts, .flags = MEMFAULT_VM_OWN_FD);`
+ *
+ * @param TYPE struct tag without the `struct` keyword.
+ * @param NAME name of the variable to declare.
+ * @param ... designated initializers for the fields to set.
+ */
+#define MEMFAULT_OPTS(TYPE, NAME, ...)                                         \
+	struct TYPE NAME = { .sz = sizeof(struct TYPE), __VA_ARGS__ }
+
+/** @} */
+
+/**
+ * @defgroup arch Architectures
+ * The per-architecture knowledge the library uses, as one table.
+ * @{
+ */
+
+/** Architectures the library knows. Values are stable. */
+enum memfault_arch {
+	/** The architecture the library was built for (only as an input). */
+	MEMFAULT_ARCH_HOST = 0,
+	/** x86-64 (Intel VMX and AMD SVM). */
+	MEMFAULT_ARCH_X86_64 = 1,
+	/** arm64 (AArch64). */
+	MEMFAULT_ARCH_ARM64 = 2,
+};
+
+/**
+ * @brief **memfault_arch_reads_back_exit()**: does the kernel of
+ * architecture @p arch read `kvm_run.exit_reason` back on the next KVM_RUN
+ * to complete the exit (for example, arm64 completes an MMIO load only when
+ * it still sees KVM_EXIT_MMIO)?
+ *
+ * The library never changes such a value before entry; the only value it
+ * ever resets is KVM_EXIT_MEMORY_FAULT.
+ *
+ * @param arch one of enum memfault_arch; MEMFAULT_ARCH_HOST means the host.
+ * @param exit_reason a KVM_EXIT_* value.
+ * @return 1 if the value is read back, 0 if not, or a negative errno.
+ * @retval -EINVAL @p arch is not a known architecture.
+ * @note Thread-safe and async-signal-safe.
+ */
+int memfault_arch_reads_back_exit(uint32_t arch, uint32_t exit_reason);
+
+/** @} */
+
+/**
+ * @defgroup vm VM
+ * A VM object wraps a KVM VM file descriptor and probes, once, what its
+ * kernel offers.
+ * @{
+ */
+
+/** Opaque VM object. */
+struct memfault_vm;
+
+/** Flags for memfault_vm_opts::flags. */
+enum memfault_vm_flag {
+	/** The VM object owns the VM fd and closes it when freed. */
+	MEMFAULT_VM_OWN_FD = 1u << 0,
+	/** Do not probe KVM Userfault (no scratch memslot is created). */
+	MEMFAULT_VM_NO_USERFAULT_PROBE = 1u << 1,
+};
+
+/** Options for memfault_vm_new(). Declare with MEMFAULT_OPTS(). */
+struct memfault_vm_opts {
+	/** Size of this struct as the caller knows it: `sizeof(struct memfault_vm_opts)`. */
+	size_t sz;
+	/** Bitwise OR of enum memfault_vm_flag values. */
+	uint64_t flags;
+	/**
+	 * Guest physical address of the one-page scratch memslot used to probe
+	 * KVM Userfault; 0 selects the default (64 GiB minus 2 MiB). It must not
+	 * overlap a memslot of the VM.
+	 */
+	uint64_t probe_gpa;
+	/**
+	 * An open /dev/kvm descriptor, used only to read the size of the
+	 * kvm_run mapping; a value <= 0 makes the library open /dev/kvm itself.
+	 */
+	int32_t kvm_fd;
+	/** Architecture model, one of enum memfault_arch; 0 is the host's. */
+	uint32_t arch;
+	/**
+	 * Memslot id for the KVM Userfault probe; 0 selects the highest id the
+	 * VM allows.
+	 */
+	uint32_t probe_slot;
+	/** Reserved, must be zero. */
+	uint32_t reserved;
+};
+
+/** Feature bits in memfault_features::flags. */
+enum memfault_feature {
+	/** KVM_CAP_USER_MEMORY2: KVM_SET_USER_MEMORY_REGION2 exists. */
+	MEMFAULT_FEATURE_USER_MEMORY2 = 1u << 0,
+	/** KVM_CAP_MEMORY_FAULT_INFO is advertised (x86 only, even on 7.2). */
+	MEMFAULT_FEATURE_MEMORY_FAULT_INFO = 1u << 1,
+	/**
+	 * The kernel can deliver KVM_EXIT_MEMORY_FAULT: advertised, or arm64
+	 * with guest_memfd, which emits the exit without advertising it.
+	 */
+	MEMFAULT_FEATURE_MEMORY_FAULT_EXITS = 1u << 2,
+	/** KVM_CAP_MEMORY_ATTRIBUTES is non-zero for this VM. */
+	MEMFAULT_FEATURE_MEMORY_ATTRIBUTES = 1u << 3,
+	/** KVM_CAP_GUEST_MEMFD: guest_memfd can be created. */
+	MEMFAULT_FEATURE_GUEST_MEMFD = 1u << 4,
+	/** KVM_CAP_GUEST_MEMFD_FLAGS is non-zero (MMAP, INIT_SHARED, ...). */
+	MEMFAULT_FEATURE_GUEST_MEMFD_FLAGS = 1u << 5,
+	/**
+	 * The kernel accepted the proposed KVM_MEM_USERFAULT memslot flag on a
+	 * scratch memslot (experimental: KVM Userfault is not merged upstream).
+	 */
+	MEMFAULT_FEATURE_KVM_USERFAULT = 1u << 6,
+};
+
+/** What the VM's kernel offers, filled by memfault_vm_get_features(). */
+struct memfault_features {
+	/** Bitwise OR of enum memfault_feature values. */
+	uint64_t flags;
+	/** Value of KVM_CAP_MEMORY_ATTRIBUTES on the VM fd (0 if none). */
+	uint64_t memory_attributes;
+	/** Value of KVM_CAP_GUEST_MEMFD_FLAGS on the VM fd (0 if none). */
+	uint64_t guest_memfd_flags;
+	/** Architecture model in use, one of enum memfault_arch (never 0). */
+	uint32_t arch;
+	/**
+	 * 0 if the KVM Userfault probe gave a clear answer, or the negative
+	 * errno that kept it from giving one (-ECANCELED if it was disabled).
+	 */
+	int32_t userfault_probe_error;
+	/** Host page size in bytes, from sysconf(). */
+	uint64_t page_size;
+	/** Reserved for future fields; zero. */
+	uint64_t reserved[3];
+};
+
+/**
+ * @brief **memfault_vm_new()**: wrap a KVM VM file descriptor.
+ *
+ * Probes KVM_CAP_USER_MEMORY2, KVM_CAP_MEMORY_FAULT_INFO,
+ * KVM_CAP_MEMORY_ATTRIBUTES, KVM_CAP_GUEST_MEMFD and
+ * KVM_CAP_GUEST_MEMFD_FLAGS with KVM_CHECK_EXTENSION on the VM fd, and,
+ * unless MEMFAULT_VM_NO_USERFAULT_PROBE is set and when USER_MEMORY2 is
+ * there, whether the kernel accepts the proposed KVM_MEM_USERFAULT memslot
+ * flag, by creating and deleting a one-page scratch memslot (no capability
+ * number is trusted: every proposed one collides with a merged capability).
+ *
+ * @param vm_fd a KVM VM file descriptor (from KVM_CREATE_VM). It is
+ *        borrowed unless @p opts sets MEMFAULT_VM_OWN_FD, in which case it
+ *        is closed by memfault_vm_free(), and only then: it is not closed
+ *        when this function fails.
+ * @param opts options, or NULL for the defaults.
+ * @param[out] ret_vm the new VM object; written only on success.
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL @p ret_vm is NULL, @p opts is malformed, or the arch is unknown.
+ * @retval -EBADF @p vm_fd is not an open file descriptor.
+ * @retval -ENOTTY @p vm_fd is not a KVM VM fd.
+ * @retval -ENOMEM out of memory.
+ * @note Thread-safe; not async-signal-safe.
+ */
+int memfault_vm_new(int vm_fd, const struct memfault_vm_opts *opts,
+		    struct memfault_vm **ret_vm);
+
+/**
+ * @brief **memfault_vm_free()**: release a VM object.
+ *
+ * The memory is released once the last vCPU object of the VM is freed too;
+ * the VM fd is closed then if the VM object owns it.
+ *
+ * @param vm the VM object, or NULL (nothing happens).
+ * @note Not async-signal-safe. No other call may use @p vm afterwards.
+ */
+void memfault_vm_free(struct memfault_vm *vm);
+
+/**
+ * @brief **memfault_vm_get_fd()**: the VM file descriptor.
+ *
+ * @param vm the VM object.
+ * @return the fd (>= 0) or a negative errno.
+ * @retval -EINVAL @p vm is NULL.
+ * @note Thread-safe and async-signal-safe.
+ */
+int memfault_vm_get_fd(const struct memfault_vm *vm);
+
+/**
+ * @brief **memfault_vm_get_features()**: what the VM's kernel offers, as
+ * probed by memfault_vm_new().
+ *
+ * @param vm the VM object.
+ * @param[out] ret_features filled with min(@p size, sizeof) bytes.
+ * @param size the caller's `sizeof(struct memfault_features)`.
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL @p vm or @p ret_features is NULL, or @p size is 0.
+ * @note Thread-safe and async-signal-safe.
+ */
+int memfault_vm_get_features(const struct memfault_vm *vm,
+			     struct memfault_features *ret_features,
+			     size_t size);
+
+/** @} */
+
+/**
+ * @defgroup vcpu vCPU
+ * A vCPU object wraps a KVM vCPU file descriptor and its kvm_run mapping.
+ * @{
+ */
+
+/** Opaque vCPU object. */
+struct memfault_vcpu;
+
+/** Struct kvm_run is only declared here: include <linux/kvm.h> to read it. */
+struct kvm_run;
+
+/** Flags for memfault_vcpu_opts::flags. */
+enum memfault_vcpu_flag {
+	/** The vCPU object owns the vCPU fd and closes it when freed. */
+	MEMFAULT_VCPU_OWN_FD = 1u << 0,
+	/**
+	 * Do not install a handler for the kick signal; the VMM has installed
+	 * one itself (any handler works; SIG_DFL and SIG_IGN do not).
+	 */
+	MEMFAULT_VCPU_NO_SIGNAL_HANDLER = 1u << 1,
+};
+
+/** Options for memfault_vcpu_new(). Declare with MEMFAULT_OPTS(). */
+struct memfault_vcpu_opts {
+	/** Size of this struct as the caller knows it: `sizeof(struct memfault_vcpu_opts)`. */
+	size_t sz;
+	/** Bitwise OR of enum memfault_vcpu_flag values. */
+	uint64_t flags;
+	/**
+	 * The VMM's own mapping of the vCPU's kvm_run, adopted (never
+	 * unmapped) by the library; NULL makes the library map it itself.
+	 */
+	struct kvm_run *run;
+	/** Size of the mapping in @c run; ignored when @c run is NULL. */
+	uint64_t run_size;
+	/**
+	 * Signal used by memfault_vcpu_kick() to interrupt a vCPU inside
+	 * KVM_RUN; 0 selects SIGRTMIN. Unless MEMFAULT_VCPU_NO_SIGNAL_HANDLER is
+	 * set, the library installs a do-nothing handler for it if its
+	 * disposition is SIG_DFL. The signal must not be blocked in the vCPU
+	 * thread while it runs.
+	 */
+	int32_t kick_signal;
+	/** Reserved, must be zero. */
+	uint32_t reserved;
+};
+
+/**
+ * @brief **memfault_vcpu_new()**: wrap a KVM vCPU file descriptor.
+ *
+ * @param vm the VM the vCPU belongs to; it stays alive while the vCPU
+ *        object exists.
+ * @param vcpu_fd a KVM vCPU fd (from KVM_CREATE_VCPU). Borrowed unless
+ *        @p opts sets MEMFAULT_VCPU_OWN_FD; never closed on failure.
+ * @param opts options, or NULL for the defaults.
+ * @param[out] ret_vcpu the new vCPU object; written only on success.
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL a NULL or malformed argument, an adopted mapping smaller
+ *         than struct kvm_run, or a kick signal out of range.
+ * @retval -EBADF @p vcpu_fd is not an open file descriptor.
+ * @retval -ENOMEM out of memory.
+ * @retval -ENODEV the library could not learn the mapping size because
+ *         /dev/kvm could not be opened (pass memfault_vcpu_opts::run or
+ *         memfault_vm_opts::kvm_fd).
+ * @note Thread-safe; not async-signal-safe.
+ */
+int memfault_vcpu_new(struct memfault_vm *vm, int vcpu_fd,
+		      const struct memfault_vcpu_opts *opts,
+		      struct memfault_vcpu **ret_vcpu);
+
+/**
+ * @brief **memfault_vcpu_free()**: release a vCPU object, its kvm_run
+ * mapping if the library made it, and its fd if it owns it.
+ *
+ * @param vcpu the vCPU object, or NULL (nothing happens).
+ * @note Not async-signal-safe. No other call may use @p vcpu afterwards,
+ *       memfault_vcpu_kick() from another thread included.
+ */
+void memfault_vcpu_free(struct memfault_vcpu *vcpu);
+
+/**
+ * @brief **memfault_vcpu_get_fd()**: the vCPU file descriptor.
+ *
+ * @param vcpu the vCPU object.
+ * @return the fd (>= 0) or a negative errno.
+ * @retval -EINVAL @p vcpu is NULL.
+ * @note Thread-safe and async-signal-safe.
+ */
+int memfault_vcpu_get_fd(const struct memfault_vcpu *vcpu);
+
+/**
+ * @brief **memfault_vcpu_get_run()**: the vCPU's kvm_run, for the ordinary
+ * exits (IO, MMIO, HLT, ...) the VMM handles itself.
+ *
+ * The VMM may read it after memfault_vcpu_run() returns
+ * MEMFAULT_RUN_EXIT and write the fields the exit asks for (the data of an
+ * MMIO or IO read). It must not write `immediate_exit`: use
+ * memfault_vcpu_kick().
+ *
+ * @param vcpu the vCPU object.
+ * @param[out] ret_run the mapping; written only on success.
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL a NULL argument.
+ * @note Thread-safe and async-signal-safe.
+ */
+int memfault_vcpu_get_run(const struct memfault_vcpu *vcpu,
+			  struct kvm_run **ret_run);
+
+/** @} */
+
+/**
+ * @defgroup run Running a vCPU
+ * One KVM_RUN and its classification, the same on every architecture.
+ *
+ * | KVM_RUN result | exit_reason | memfault_vcpu_run() returns |
+ * |---|---|---|
+ * | 0 | KVM_EXIT_MEMORY_FAULT | MEMFAULT_RUN_MEMORY_FAULT, origin MEMFAULT_ORIGIN_RET0 |
+ * | 0 | anything else | MEMFAULT_RUN_EXIT |
+ * | -1, EINTR | any (stale) | MEMFAULT_RUN_INTERRUPTED |
+ * | -1, EAGAIN | any (stale) | MEMFAULT_RUN_RETRY |
+ * | -1, any errno | KVM_EXIT_MEMORY_FAULT | MEMFAULT_RUN_MEMORY_FAULT, fault error -errno |
+ * | -1, EFAULT | anything else | -EFAULT: an unannotated fault, no address known |
+ * | -1, other | anything else | -errno |
+ * @{
+ */
+
+/** Non-negative results of memfault_vcpu_run() and memfault_exit_classify(). */
+enum memfault_run_result {
+	/** An ordinary exit: read kvm_run.exit_reason and handle it. */
+	MEMFAULT_RUN_EXIT = 1,
+	/** A memory fault: read it with memfault_vcpu_get_fault(). */
+	MEMFAULT_RUN_MEMORY_FAULT = 2,
+	/** KVM_RUN was interrupted by a kick or a signal (EINTR). */
+	MEMFAULT_RUN_INTERRUPTED = 3,
+	/** KVM asked to be called again (EAGAIN). */
+	MEMFAULT_RUN_RETRY = 4,
+};
+
+/**
+ * @brief **memfault_vcpu_run()**: run the vCPU once and classify the exit.
+ *
+ * Before entry, a leftover KVM_EXIT_MEMORY_FAULT in `kvm_run.exit_reason`
+ * is reset to KVM_EXIT_UNKNOWN, so that an error that does not come with a
+ * fresh memory-fault exit is never mistaken for one. No other value is
+ * touched: arm64 reads KVM_EXIT_MMIO back on entry to complete a load.
+ * Exactly one system call (KVM_RUN) is made; `errno` is read once, right
+ * after it, and is not changed for the caller in a way to rely on.
+ *
+ * @param vcpu the vCPU object.
+ * @return one of enum memfault_run_result, or a negative errno.
+ * @retval MEMFAULT_RUN_EXIT an ordinary exit.
+ * @retval MEMFAULT_RUN_MEMORY_FAULT a memory fault; see memfault_vcpu_get_fault().
+ * @retval MEMFAULT_RUN_INTERRUPTED a kick or a signal; a kick is consumed.
+ * @retval MEMFAULT_RUN_RETRY KVM returned EAGAIN.
+ * @retval -EFAULT KVM_RUN failed with EFAULT without a memory-fault exit:
+ *         the kernel gave no address (for example a memslot whose memory is
+ *         not mapped).
+ * @retval -EINVAL @p vcpu is NULL.
+ * @note Use from one thread at a time; any other errno of KVM_RUN is
+ *       returned negated.
+ */
+int memfault_vcpu_run(struct memfault_vcpu *vcpu);
+
+/**
+ * @brief **memfault_vcpu_kick()**: make the vCPU return
+ * MEMFAULT_RUN_INTERRUPTED promptly.
+ *
+ * Sets `kvm_run.immediate_exit` and sends the kick signal to the thread
+ * last seen in memfault_vcpu_run(). Whether the vCPU is inside KVM_RUN,
+ * about to enter it or outside it, memfault_vcpu_run() returns
+ * MEMFAULT_RUN_INTERRUPTED at least once after the kick begins; kicks that
+ * arrive before that return are merged into it. No kick is lost.
+ *
+ * @param vcpu the vCPU object.
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL @p vcpu is NULL.
+ * @note Thread-safe and async-signal-safe: callable from any thread and
+ *       from a signal handler.
+ */
+int memfault_vcpu_kick(struct memfault_vcpu *vcpu);
+
+/** @} */
+
+/**
+ * @defgroup fault Memory faults
+ * The decoded `kvm_run.memory_fault`.
+ * @{
+ */
+
+/** Library flags in memfault_fault::flags; a bitmask, several may be set. */
+enum memfault_fault_flag {
+	/** The access was private (KVM_MEMORY_EXIT_FLAG_PRIVATE). */
+	MEMFAULT_FAULT_PRIVATE = 1u << 0,
+	/** A KVM Userfault exit (proposed KVM_MEMORY_EXIT_FLAG_USERFAULT). */
+	MEMFAULT_FAULT_USERFAULT = 1u << 1,
+	/** KVM_RUN failed with EHWPOISON: the page is hardware-poisoned. */
+	MEMFAULT_FAULT_HWPOISON = 1u << 2,
+	/** The kernel set flag bits the library does not know (see kernel_flags). */
+	MEMFAULT_FAULT_UNKNOWN = 1u << 3,
+	/** The reported size is zero: the range is not to be trusted. */
+	MEMFAULT_FAULT_SIZE_ZERO = 1u << 8,
+	/** gpa or size is not a multiple of the host page size. */
+	MEMFAULT_FAULT_UNALIGNED = 1u << 9,
+	/** gpa + size overflows 64 bits: the range is not to be trusted. */
+	MEMFAULT_FAULT_OVERFLOW = 1u << 10,
+};
+
+/** Where the memory fault came from. */
+enum memfault_fault_origin {
+	/** KVM_RUN returned -1 with EFAULT or EHWPOISON, as api.rst documents. */
+	MEMFAULT_ORIGIN_ERRNO = 1,
+	/** KVM_RUN returned 0 with the exit set (arm64 nested VNCR path). */
+	MEMFAULT_ORIGIN_RET0 = 2,
+	/** KVM_RUN returned -1 with another errno (guest_memfd ENOMEM, EIO, ...). */
+	MEMFAULT_ORIGIN_OTHER_ERRNO = 3,
+};
+
+/** A decoded memory fault. */
+struct memfault_fault {
+	/** Guest physical address of the faulting range, as the kernel reported it. */
+	uint64_t gpa;
+	/** Size of the range in bytes, as the kernel reported it. */
+	uint64_t size;
+	/** Bitwise OR of enum memfault_fault_flag values. */
+	uint64_t flags;
+	/** `kvm_run.memory_fault.flags` exactly as the kernel wrote it. */
+	uint64_t kernel_flags;
+	/** 0 if KVM_RUN returned 0, else the negated errno it failed with. */
+	int32_t error;
+	/** One of enum memfault_fault_origin. */
+	uint32_t origin;
+	/** Reserved for future fields; zero. */
+	uint64_t reserved[3];
+};
+
+/**
+ * @brief **memfault_vcpu_get_fault()**: the memory fault of the last
+ * memfault_vcpu_run() that returned MEMFAULT_RUN_MEMORY_FAULT.
+ *
+ * @param vcpu the vCPU object.
+ * @param[out] ret_fault filled with min(@p size, sizeof) bytes.
+ * @param size the caller's `sizeof(struct memfault_fault)`.
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL a NULL argument or @p size 0.
+ * @retval -ENODATA the last run did not return a memory fault.
+ * @note Use from the thread that runs the vCPU.
+ */
+int memfault_vcpu_get_fault(const struct memfault_vcpu *vcpu,
+			    struct memfault_fault *ret_fault, size_t size);
+
+/**
+ * @brief **memfault_exit_classify()**: classify a KVM_RUN result the VMM
+ * obtained itself, as memfault_vcpu_run() does.
+ *
+ * @param run the vCPU's kvm_run, as KVM_RUN left it.
+ * @param ioctl_ret the value ioctl(KVM_RUN) returned.
+ * @param err the errno read right after the ioctl (ignored when
+ *        @p ioctl_ret is 0).
+ * @param[out] ret_fault if not NULL, filled with min(@p size, sizeof)
+ *        bytes when the result is MEMFAULT_RUN_MEMORY_FAULT, untouched
+ *        otherwise.
+ * @param size the caller's `sizeof(struct memfault_fault)`.
+ * @return one of enum memfault_run_result, or the negative errno of the
+ *         failed run (as memfault_vcpu_run()).
+ * @retval -EINVAL @p run is NULL, @p ioctl_ret is neither 0 nor -1, @p err
+ *         is not a positive errno when @p ioctl_ret is -1, or @p ret_fault
+ *         is given with @p size 0.
+ * @note Thread-safe and async-signal-safe; reads @p run only.
+ */
+int memfault_exit_classify(const struct kvm_run *run, int ioctl_ret, int err,
+			   struct memfault_fault *ret_fault, size_t size);
+
+/** @} */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MEMFAULT_MEMFAULT_H */

@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: MIT */
+/* Internal definitions shared by the library's translation units. */
+#ifndef MEMFAULT_PRIVATE_H
+#define MEMFAULT_PRIVATE_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <linux/kvm.h>
+
+#include "memfault/memfault.h"
+
+/* Everything is hidden by default (-fvisibility=hidden); this marks the
+ * definitions of the public symbols, which must also be in memfault.map. */
+#define MEMFAULT_EXPORT __attribute__((visibility("default")))
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+#ifndef EHWPOISON
+#define EHWPOISON 133
+#endif
+
+#define offsetofend(TYPE, FIELD) \
+	(offsetof(TYPE, FIELD) + sizeof(((TYPE *)0)->FIELD))
+
+/* The last field of each option struct this library version knows. */
+#define memfault_vm_opts__last_field reserved
+#define memfault_vcpu_opts__last_field reserved
+
+bool memfault_opts_valid(const void *opts, size_t known_size);
+
+/* Validate a size-prefixed option struct (NULL is valid: all defaults). */
+#define OPTS_VALID(opts, TYPE)                                               \
+	(!(opts) ||                                                           \
+	 memfault_opts_valid((opts), offsetofend(struct TYPE, TYPE##__last_field)))
+
+/* Read a field, or @def when the caller's struct is too short to hold it. */
+#define OPTS_GET(opts, TYPE, FIELD, def)                                       \
+	(((opts) && (opts)->sz >= offsetofend(struct TYPE, FIELD)) ?          \
+		 (opts)->FIELD :                                              \
+		 (def))
+
+/* Copy min(caller size, library size) of an output struct. */
+void memfault_copy_out(void *dst, size_t dst_size, const void *src,
+		       size_t src_size);
+
+/* Per-architecture knowledge, in one table (arch.c). */
+struct memfault_arch_info {
+	const char *name;
+	/* exit reasons the kernel reads back from kvm_run on the next KVM_RUN,
+	 * as a bitmask over exit_reason values < 64 */
+	uint64_t readback_exits;
+	/* KVM_CAP_MEMORY_FAULT_INFO is advertised when the exit exists */
+	bool advertises_memory_fault_info;
+	/* memory-fault exits are emitted for guest_memfd faults even when
+	 * KVM_CAP_MEMORY_FAULT_INFO reads 0 */
+	bool gmem_exits_without_cap;
+	/* KVM_RUN may return 0 together with KVM_EXIT_MEMORY_FAULT */
+	bool memory_fault_with_ret0;
+};
+
+const struct memfault_arch_info *memfault_arch_get(uint32_t arch);
+uint32_t memfault_arch_host(void);
+
+/* Host page size, read once from sysconf() by a library constructor. */
+extern uint64_t memfault_page_size;
+
+struct memfault_vm {
+	int fd;
+	bool own_fd;
+	int refs; /* atomic: the caller's reference plus one per vCPU object */
+	uint32_t arch;
+	int64_t mmap_size; /* KVM_GET_VCPU_MMAP_SIZE, or -errno */
+	struct memfault_features features;
+};
+
+struct memfault_vcpu {
+	/* fields used by every memfault_vcpu_run() first */
+	struct kvm_run *run;
+	int fd;
+	bool reset_memory_fault;
+	bool fault_valid;
+	pid_t tid; /* atomic: the thread last seen in memfault_vcpu_run() */
+	struct memfault_fault fault;
+
+	struct memfault_vm *vm;
+	pid_t tgid;
+	int kick_signal;
+	bool own_fd;
+	bool own_run;
+	size_t run_size;
+};
+
+/* Classify a failed KVM_RUN (ret == -1, @err = errno) or a successful one
+ * (@err = 0) whose exit is a memory fault. Shared by memfault_vcpu_run()
+ * and memfault_exit_classify(). */
+int memfault_classify_error(const struct kvm_run *run, int err,
+			    struct memfault_fault *fault);
+void memfault_vm_unref(struct memfault_vm *vm);
+void memfault_decode_fault(const struct kvm_run *run, int err,
+			   struct memfault_fault *fault);
+
+#endif /* MEMFAULT_PRIVATE_H */

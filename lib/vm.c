@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: MIT */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "memfault-private.h"
+#include "kvm-userfault-proposed.h"
+
+/* 64 GiB - 2 MiB: below every arm64 IPA limit (40 bits by default) and far
+ * above the low memory VMMs lay out first. */
+#define DEFAULT_PROBE_GPA ((64ull << 30) - (2ull << 20))
+
+static int
+check_extension(int fd, long cap)
+{
+	int r = ioctl(fd, KVM_CHECK_EXTENSION, cap);
+
+	/* A kernel that does not know a capability answers 0, not an error. */
+	return r < 0 ? 0 : r;
+}
+
+static int64_t
+read_mmap_size(int kvm_fd)
+{
+	int fd = kvm_fd, r, err = 0;
+
+	if (fd <= 0) {
+		fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			return errno == ENOENT ? -ENODEV : -errno;
+	}
+	r = ioctl(fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (r < 0)
+		err = errno;
+	if (fd != kvm_fd)
+		close(fd);
+	if (r < 0)
+		return -err;
+	return r < (int)sizeof(struct kvm_run) ? -EPROTO : r;
+}
+
+static int
+set_region2(int vm_fd, uint32_t slot, uint32_t flags, uint64_t gpa,
+	    uint64_t size, void *hva, unsigned long *bitmap)
+{
+	struct kvm_userspace_memory_region2_uf r;
+
+	memset(&r, 0, sizeof(r));
+	r.slot = slot;
+	r.flags = flags;
+	r.guest_phys_addr = gpa;
+	r.memory_size = size;
+	r.userspace_addr = (uintptr_t)hva;
+	r.userfault_bitmap = (uintptr_t)bitmap;
+	return ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION2, &r) ? -errno : 0;
+}
+
+/*
+ * Whether the kernel accepts KVM_MEM_USERFAULT: no capability number can be
+ * trusted (236, 239, 240, 243 and 245 were all proposed and all are merged
+ * capabilities now), so ask the memslot code itself. A control call
+ * without the flag tells "flag rejected" apart from "slot unusable".
+ */
+static int
+probe_userfault(int vm_fd, uint32_t slot, uint64_t gpa, bool *supported)
+{
+	uint64_t ps = memfault_page_size;
+	unsigned long bitmap = 0;
+	void *page;
+	int r;
+
+	*supported = false;
+	page = mmap(NULL, ps, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (page == MAP_FAILED)
+		return -errno;
+	r = set_region2(vm_fd, slot, KVM_MEM_USERFAULT, gpa, ps, page, &bitmap);
+	if (r == 0) {
+		*supported = true;
+	} else if (r == -EINVAL) {
+		r = set_region2(vm_fd, slot, 0, gpa, ps, page, NULL);
+	}
+	if (r == 0)
+		(void)set_region2(vm_fd, slot, 0, gpa, 0, NULL, NULL);
+	munmap(page, ps);
+	return r;
+}
+
+static void
+probe_features(struct memfault_vm *vm, const struct memfault_arch_info *ai,
+	       uint64_t vm_flags, uint32_t probe_slot, uint64_t probe_gpa)
+{
+	struct memfault_features *f = &vm->features;
+	int fd = vm->fd;
+	int r;
+
+	memset(f, 0, sizeof(*f));
+	f->arch = vm->arch;
+	f->page_size = memfault_page_size;
+	if (check_extension(fd, KVM_CAP_USER_MEMORY2) > 0)
+		f->flags |= MEMFAULT_FEATURE_USER_MEMORY2;
+	if (check_extension(fd, KVM_CAP_MEMORY_FAULT_INFO) > 0)
+		f->flags |= MEMFAULT_FEATURE_MEMORY_FAULT_INFO |
+			    MEMFAULT_FEATURE_MEMORY_FAULT_EXITS;
+	f->memory_attributes =
+		(uint64_t)check_extension(fd, KVM_CAP_MEMORY_ATTRIBUTES);
+	if (f->memory_attributes)
+		f->flags |= MEMFAULT_FEATURE_MEMORY_ATTRIBUTES;
+	if (check_extension(fd, KVM_CAP_GUEST_MEMFD) > 0) {
+		f->flags |= MEMFAULT_FEATURE_GUEST_MEMFD;
+		/* arm64 gmem_abort() reports faults with exit 39 although the
+		 * capability is never advertised there. */
+		if (ai->gmem_exits_without_cap)
+			f->flags |= MEMFAULT_FEATURE_MEMORY_FAULT_EXITS;
+	}
+	f->guest_memfd_flags =
+		(uint64_t)check_extension(fd, KVM_CAP_GUEST_MEMFD_FLAGS);
+	if (f->guest_memfd_flags)
+		f->flags |= MEMFAULT_FEATURE_GUEST_MEMFD_FLAGS;
+
+	if (vm_flags & MEMFAULT_VM_NO_USERFAULT_PROBE) {
+		f->userfault_probe_error = -ECANCELED;
+	} else if (!(f->flags & MEMFAULT_FEATURE_USER_MEMORY2)) {
+		/* no KVM_SET_USER_MEMORY_REGION2, so no userfault_bitmap */
+		f->userfault_probe_error = 0;
+	} else {
+		bool ok;
+
+		if (!probe_slot) {
+			r = check_extension(fd, KVM_CAP_NR_MEMSLOTS);
+			probe_slot = r > 0 ? (uint32_t)r - 1 : 0;
+		}
+		if (!probe_slot) {
+			f->userfault_probe_error = -ENOSPC;
+			return;
+		}
+		r = probe_userfault(fd, probe_slot, probe_gpa, &ok);
+		f->userfault_probe_error = r;
+		if (ok)
+			f->flags |= MEMFAULT_FEATURE_KVM_USERFAULT;
+	}
+}
+
+MEMFAULT_EXPORT int
+memfault_vm_new(int vm_fd, const struct memfault_vm_opts *opts,
+		struct memfault_vm **ret_vm)
+{
+	const struct memfault_arch_info *ai;
+	struct memfault_vm *vm;
+	uint64_t flags, probe_gpa;
+	uint32_t arch;
+
+	if (!ret_vm || !OPTS_VALID(opts, memfault_vm_opts))
+		return -EINVAL;
+	flags = OPTS_GET(opts, memfault_vm_opts, flags, 0);
+	arch = OPTS_GET(opts, memfault_vm_opts, arch, MEMFAULT_ARCH_HOST);
+	probe_gpa = OPTS_GET(opts, memfault_vm_opts, probe_gpa, 0);
+	if (!probe_gpa)
+		probe_gpa = DEFAULT_PROBE_GPA;
+	if (flags & ~(uint64_t)(MEMFAULT_VM_OWN_FD |
+				MEMFAULT_VM_NO_USERFAULT_PROBE))
+		return -EINVAL;
+	if (OPTS_GET(opts, memfault_vm_opts, reserved, 0))
+		return -EINVAL;
+	if ((probe_gpa & (memfault_page_size - 1)) ||
+	    probe_gpa + memfault_page_size < probe_gpa)
+		return -EINVAL;
+	ai = memfault_arch_get(arch);
+	if (!ai)
+		return -EINVAL;
+	if (vm_fd < 0 || fcntl(vm_fd, F_GETFD) < 0)
+		return -EBADF;
+	/* /dev/kvm answers KVM_GET_API_VERSION, a VM fd does not: refuse
+	 * the system fd passed by mistake, which would probe wrongly. */
+	if (ioctl(vm_fd, KVM_GET_API_VERSION, 0) >= 0)
+		return -EINVAL;
+	/* KVM_CHECK_EXTENSION on a VM fd exists since Linux 4.0; anything
+	 * else fails here with ENOTTY (or EINVAL) and is not a VM. */
+	if (ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY) < 0)
+		return -errno;
+
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	vm->fd = vm_fd;
+	vm->own_fd = flags & MEMFAULT_VM_OWN_FD;
+	vm->refs = 1;
+	vm->arch = arch == MEMFAULT_ARCH_HOST ? memfault_arch_host() : arch;
+	vm->mmap_size = read_mmap_size(OPTS_GET(opts, memfault_vm_opts,
+						 kvm_fd, -1));
+	probe_features(vm, ai, flags,
+		       OPTS_GET(opts, memfault_vm_opts, probe_slot, 0),
+		       probe_gpa);
+	*ret_vm = vm;
+	return 0;
+}
+
+void
+memfault_vm_unref(struct memfault_vm *vm)
+{
+	/* Release: the last owner must see every write made to the VM by
+	 * the others before it frees it. Pairs with the acquire fence below. */
+	if (__atomic_sub_fetch(&vm->refs, 1, __ATOMIC_RELEASE))
+		return;
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (vm->own_fd)
+		close(vm->fd);
+	free(vm);
+}
+
+MEMFAULT_EXPORT void
+memfault_vm_free(struct memfault_vm *vm)
+{
+	if (vm)
+		memfault_vm_unref(vm);
+}
+
+MEMFAULT_EXPORT int
+memfault_vm_get_fd(const struct memfault_vm *vm)
+{
+	return vm ? vm->fd : -EINVAL;
+}
+
+MEMFAULT_EXPORT int
+memfault_vm_get_features(const struct memfault_vm *vm,
+			 struct memfault_features *ret_features, size_t size)
+{
+	if (!vm || !ret_features || !size)
+		return -EINVAL;
+	memfault_copy_out(ret_features, size, &vm->features,
+			  sizeof(vm->features));
+	return 0;
+}
