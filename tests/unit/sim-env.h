@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A VM with one vCPU on the KVM simulator, set up the way a VMM does it:
+ * raw KVM ioctls for the VM, memslots and guest_memfd, libmemfault for the
+ * vCPU. Shared by the simulator-based test executables.
+ */
+#ifndef MEMFAULT_SIM_ENV_H
+#define MEMFAULT_SIM_ENV_H
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <linux/kvm.h>
+
+#include "kvm-userfault-proposed.h"
+#include "kvmsim.h"
+#include "memfault/memfault.h"
+
+#ifndef EHWPOISON
+#define EHWPOISON 133
+#endif
+
+#define MMIO_GPA 0x10000000ull
+#define RAM_GPA 0x20000000ull
+#define GMEM_GPA 0x30000000ull
+
+struct sim_env {
+	uint32_t arch, level;
+	int kvm_fd, vm_fd, vcpu_fd, gmem_fd;
+	struct memfault_vm *vm;
+	struct memfault_vcpu *vcpu;
+	struct kvm_run *run;
+	uint64_t page;
+	void *ram, *gmem_map;
+	size_t ram_size, gmem_size;
+	unsigned long *bitmap;
+};
+
+static const struct {
+	uint32_t arch, level;
+	const char *name;
+} sim_models[] = {
+	{ KVMSIM_X86_64, KVMSIM_LEVEL_6_1, "x86_64/6.1" },
+	{ KVMSIM_X86_64, KVMSIM_LEVEL_6_8, "x86_64/6.8" },
+	{ KVMSIM_X86_64, KVMSIM_LEVEL_7_2, "x86_64/7.2" },
+	{ KVMSIM_X86_64, KVMSIM_LEVEL_7_2_UF, "x86_64/7.2+uf" },
+	{ KVMSIM_ARM64, KVMSIM_LEVEL_6_1, "arm64/6.1" },
+	{ KVMSIM_ARM64, KVMSIM_LEVEL_6_8, "arm64/6.8" },
+	{ KVMSIM_ARM64, KVMSIM_LEVEL_7_2, "arm64/7.2" },
+	{ KVMSIM_ARM64, KVMSIM_LEVEL_7_2_UF, "arm64/7.2+uf" },
+};
+#define NR_SIM_MODELS ((int)(sizeof(sim_models) / sizeof(sim_models[0])))
+
+/* Open /dev/kvm, a VM of @vm_type and one vCPU on the simulator. */
+static inline void
+sim_env_open_quirks(struct sim_env *e, uint32_t arch, uint32_t level,
+		    uint64_t quirks, unsigned long vm_type)
+{
+	struct kvmsim_config cfg = { arch, level, quirks };
+	MEMFAULT_OPTS(memfault_vm_opts, vopts, .arch = arch);
+
+	memset(e, 0, sizeof(*e));
+	e->arch = arch;
+	e->level = level;
+	e->gmem_fd = -1;
+	e->page = (uint64_t)sysconf(_SC_PAGESIZE);
+	ck_assert_int_eq(kvmsim_reset(&cfg), 0);
+	e->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(e->kvm_fd, 0);
+	e->vm_fd = ioctl(e->kvm_fd, KVM_CREATE_VM, vm_type);
+	ck_assert_int_ge(e->vm_fd, 0);
+	e->vcpu_fd = ioctl(e->vm_fd, KVM_CREATE_VCPU, 0);
+	ck_assert_int_ge(e->vcpu_fd, 0);
+	ck_assert_int_eq(memfault_vm_new(e->vm_fd, &vopts, &e->vm), 0);
+	ck_assert_int_eq(memfault_vcpu_new(e->vm, e->vcpu_fd, NULL, &e->vcpu),
+			 0);
+	ck_assert_int_eq(memfault_vcpu_get_run(e->vcpu, &e->run), 0);
+}
+
+static inline void
+sim_env_open(struct sim_env *e, uint32_t arch, uint32_t level)
+{
+	sim_env_open_quirks(e, arch, level, kvmsim_default_quirks(arch, level),
+			    0);
+}
+
+static inline void
+sim_env_close(struct sim_env *e)
+{
+	memfault_vcpu_free(e->vcpu);
+	memfault_vm_free(e->vm);
+	if (e->gmem_map)
+		munmap(e->gmem_map, e->gmem_size);
+	if (e->gmem_fd >= 0)
+		close(e->gmem_fd);
+	if (e->ram)
+		munmap(e->ram, e->ram_size);
+	free(e->bitmap);
+	close(e->vcpu_fd);
+	close(e->vm_fd);
+	close(e->kvm_fd);
+}
+
+/* A normal memslot of @pages pages at RAM_GPA, filled with 0x5a. */
+static inline void
+sim_env_add_ram(struct sim_env *e, uint32_t slot, size_t pages,
+		uint32_t flags)
+{
+	struct kvm_userspace_memory_region2_uf r;
+
+	e->ram_size = pages * e->page;
+	e->ram = mmap(NULL, e->ram_size, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(e->ram, MAP_FAILED);
+	memset(e->ram, 0x5a, e->ram_size);
+	memset(&r, 0, sizeof(r));
+	r.slot = slot;
+	r.flags = flags;
+	r.guest_phys_addr = RAM_GPA;
+	r.memory_size = e->ram_size;
+	r.userspace_addr = (uintptr_t)e->ram;
+	if (flags & KVM_MEM_USERFAULT) {
+		size_t words = (pages + 8 * sizeof(long) - 1) /
+			       (8 * sizeof(long));
+
+		e->bitmap = calloc(words, sizeof(long));
+		ck_assert_ptr_nonnull(e->bitmap);
+		r.userfault_bitmap = (uintptr_t)e->bitmap;
+	}
+	if (e->level == KVMSIM_LEVEL_6_1) {
+		struct kvm_userspace_memory_region r1 = {
+			.slot = slot, .flags = flags,
+			.guest_phys_addr = RAM_GPA,
+			.memory_size = e->ram_size,
+			.userspace_addr = (uintptr_t)e->ram,
+		};
+
+		ck_assert_int_eq(ioctl(e->vm_fd, KVM_SET_USER_MEMORY_REGION,
+				       &r1), 0);
+		return;
+	}
+	ck_assert_int_eq(ioctl(e->vm_fd, KVM_SET_USER_MEMORY_REGION2, &r), 0);
+}
+
+/*
+ * A guest_memfd memslot of @pages pages at GMEM_GPA. Returns 0, or the
+ * negative errno of KVM_CREATE_GUEST_MEMFD when the model has none.
+ */
+static inline int
+sim_env_add_gmem(struct sim_env *e, uint32_t slot, size_t pages,
+		 uint64_t gmem_flags)
+{
+	struct kvm_create_guest_memfd g = { .size = pages * e->page,
+					    .flags = gmem_flags };
+	struct kvm_userspace_memory_region2 r;
+
+	e->gmem_fd = ioctl(e->vm_fd, KVM_CREATE_GUEST_MEMFD, &g);
+	if (e->gmem_fd < 0) {
+		int err = errno;
+
+		e->gmem_fd = -1;
+		return -err;
+	}
+	e->gmem_size = g.size;
+	e->gmem_map = mmap(NULL, e->gmem_size, PROT_READ | PROT_WRITE,
+			   MAP_SHARED, e->gmem_fd, 0);
+	ck_assert_ptr_ne(e->gmem_map, MAP_FAILED);
+	memset(e->gmem_map, 0x6b, e->gmem_size);
+	memset(&r, 0, sizeof(r));
+	r.slot = slot;
+	r.flags = KVM_MEM_GUEST_MEMFD;
+	r.guest_phys_addr = GMEM_GPA;
+	r.memory_size = e->gmem_size;
+	r.userspace_addr = (uintptr_t)e->gmem_map;
+	r.guest_memfd = (uint32_t)e->gmem_fd;
+	ck_assert_int_eq(ioctl(e->vm_fd, KVM_SET_USER_MEMORY_REGION2, &r), 0);
+	return 0;
+}
+
+/* guest_memfd flags the model accepts for a plain (type 0) VM. */
+static inline uint64_t
+sim_env_gmem_flags(const struct sim_env *e)
+{
+	int r = ioctl(e->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS);
+
+	return r > 0 ? (uint64_t)r & GUEST_MEMFD_FLAG_MMAP : 0;
+}
+
+static inline void
+sim_env_script(struct sim_env *e, const char *text)
+{
+	ck_assert_int_eq(kvmsim_vcpu_set_script_text(e->vcpu_fd, text), 0);
+}
+
+/* The VMM-visible result of one memfault_vcpu_run(). */
+struct outcome {
+	int r;
+	uint32_t exit_reason; /* for MEMFAULT_RUN_EXIT */
+	struct memfault_fault f; /* for MEMFAULT_RUN_MEMORY_FAULT */
+};
+
+static inline struct outcome
+sim_env_run(struct sim_env *e)
+{
+	struct outcome o;
+
+	memset(&o, 0, sizeof(o));
+	o.r = memfault_vcpu_run(e->vcpu);
+	if (o.r == MEMFAULT_RUN_EXIT)
+		o.exit_reason = e->run->exit_reason;
+	if (o.r == MEMFAULT_RUN_MEMORY_FAULT)
+		ck_assert_int_eq(memfault_vcpu_get_fault(e->vcpu, &o.f,
+							 sizeof(o.f)), 0);
+	else
+		ck_assert_int_eq(memfault_vcpu_get_fault(e->vcpu, &o.f,
+							 sizeof(o.f)), -ENODATA);
+	return o;
+}
+
+static inline uint64_t
+sim_env_acc(struct sim_env *e)
+{
+	uint64_t acc = 0;
+
+	ck_assert_int_eq(kvmsim_vcpu_get_state(e->vcpu_fd, &acc, NULL), 0);
+	return acc;
+}
+
+#endif

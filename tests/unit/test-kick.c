@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * memfault_vcpu_kick(): before entry, during KVM_RUN, after an exit, from
+ * another thread 10^4 times, and from a signal handler. A lost kick leaves
+ * the vCPU spinning in the guest, which the tests detect with a deadline.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "sim-env.h"
+#include "test-common.h"
+
+#define KICKS 10000
+
+static double
+now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+START_TEST(kick_before_entry)
+{
+	struct sim_env e;
+	struct outcome o;
+
+	sim_env_open(&e, sim_models[_i].arch, KVMSIM_LEVEL_7_2);
+	sim_env_script(&e, "spin");
+	ck_assert_int_eq(memfault_vcpu_kick(e.vcpu), 0);
+	ck_assert_uint_eq(e.run->immediate_exit, 1);
+	o = sim_env_run(&e);
+	ck_assert_int_eq(o.r, MEMFAULT_RUN_INTERRUPTED);
+	ck_assert_uint_eq(e.run->immediate_exit, 0);
+	/* two kicks before one run are merged into one return */
+	sim_env_script(&e, "mmio_write:0x10000000:1:1");
+	ck_assert_int_eq(memfault_vcpu_kick(e.vcpu), 0);
+	ck_assert_int_eq(memfault_vcpu_kick(e.vcpu), 0);
+	ck_assert_int_eq(sim_env_run(&e).r, MEMFAULT_RUN_INTERRUPTED);
+	o = sim_env_run(&e);
+	ck_assert_int_eq(o.r, MEMFAULT_RUN_EXIT);
+	ck_assert_uint_eq(o.exit_reason, KVM_EXIT_MMIO);
+	sim_env_close(&e);
+}
+END_TEST
+
+START_TEST(kick_after_exit)
+{
+	struct sim_env e;
+
+	sim_env_open(&e, sim_models[_i].arch, KVMSIM_LEVEL_7_2);
+	sim_env_script(&e, "mmio_write:0x10000000:1:1;mmio_write:0x10000000:1:2");
+	ck_assert_int_eq(sim_env_run(&e).r, MEMFAULT_RUN_EXIT);
+	ck_assert_int_eq(memfault_vcpu_kick(e.vcpu), 0);
+	ck_assert_int_eq(sim_env_run(&e).r, MEMFAULT_RUN_INTERRUPTED);
+	ck_assert_int_eq(sim_env_run(&e).r, MEMFAULT_RUN_EXIT);
+	ck_assert_uint_eq(e.run->mmio.data[0], 2);
+	sim_env_close(&e);
+}
+END_TEST
+
+struct spinner {
+	struct sim_env *e;
+	int target;          /* how many INTERRUPTED returns to collect */
+	int acks;            /* atomic: collected so far */
+	int other;           /* atomic: any other result */
+};
+
+static void *
+spin_thread(void *arg)
+{
+	struct spinner *sp = arg;
+
+	while (__atomic_load_n(&sp->acks, __ATOMIC_ACQUIRE) < sp->target) {
+		int r = memfault_vcpu_run(sp->e->vcpu);
+
+		if (r == MEMFAULT_RUN_INTERRUPTED)
+			__atomic_add_fetch(&sp->acks, 1, __ATOMIC_RELEASE);
+		else
+			__atomic_store_n(&sp->other, r ? r : -1000,
+					 __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+START_TEST(kick_during_run)
+{
+	struct spinner sp = { 0 };
+	struct sim_env e;
+	pthread_t t;
+
+	sim_env_open(&e, sim_models[_i].arch, KVMSIM_LEVEL_7_2);
+	sim_env_script(&e, "spin");
+	sp.e = &e;
+	sp.target = 1;
+	ck_assert_int_eq(pthread_create(&t, NULL, spin_thread, &sp), 0);
+	/* let it get into the guest first */
+	usleep(50 * 1000);
+	ck_assert_int_eq(__atomic_load_n(&sp.acks, __ATOMIC_ACQUIRE), 0);
+	ck_assert_int_eq(memfault_vcpu_kick(e.vcpu), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(sp.acks, 1);
+	ck_assert_int_eq(sp.other, 0);
+	sim_env_close(&e);
+}
+END_TEST
+
+START_TEST(ten_thousand_kicks_none_lost)
+{
+	struct spinner sp = { 0 };
+	struct sim_env e;
+	double deadline;
+	pthread_t t;
+
+	sim_env_open(&e, sim_models[_i].arch, KVMSIM_LEVEL_7_2);
+	sim_env_script(&e, "spin");
+	sp.e = &e;
+	sp.target = KICKS;
+	ck_assert_int_eq(pthread_create(&t, NULL, spin_thread, &sp), 0);
+	deadline = now() + 50;
+	for (int i = 0; i < KICKS; i++) {
+		/* Each kick must produce an INTERRUPTED return after it
+		 * began: wait for it, whatever phase the vCPU was in. */
+		ck_assert_int_eq(memfault_vcpu_kick(e.vcpu), 0);
+		while (__atomic_load_n(&sp.acks, __ATOMIC_ACQUIRE) <= i) {
+			ck_assert_msg(now() < deadline,
+				      "kick %d lost: vCPU still in the guest", i);
+			sched_yield();
+		}
+	}
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(sp.acks, KICKS);
+	ck_assert_int_eq(sp.other, 0);
+	sim_env_close(&e);
+}
+END_TEST
+
+static struct memfault_vcpu *alarm_vcpu;
+static volatile sig_atomic_t alarm_rc = 1;
+
+static void
+on_alarm(int sig)
+{
+	(void)sig;
+	alarm_rc = memfault_vcpu_kick(alarm_vcpu);
+}
+
+START_TEST(kick_from_signal_handler)
+{
+	struct itimerval it = { .it_value = { 0, 20000 } };
+	struct sigaction sa = { .sa_handler = on_alarm };
+	struct sim_env e;
+
+	sim_env_open(&e, sim_models[_i].arch, KVMSIM_LEVEL_7_2);
+	sim_env_script(&e, "spin");
+	alarm_vcpu = e.vcpu;
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(SIGALRM, &sa, NULL), 0);
+	ck_assert_int_eq(setitimer(ITIMER_REAL, &it, NULL), 0);
+	/* SIGALRM itself interrupts KVM_RUN; the kick it issues must make
+	 * the following run return at once as well. */
+	ck_assert_int_eq(memfault_vcpu_run(e.vcpu), MEMFAULT_RUN_INTERRUPTED);
+	ck_assert_int_eq(alarm_rc, 0);
+	ck_assert_int_eq(memfault_vcpu_run(e.vcpu), MEMFAULT_RUN_INTERRUPTED);
+	signal(SIGALRM, SIG_DFL);
+	sim_env_close(&e);
+}
+END_TEST
+
+static volatile sig_atomic_t usr_handled;
+
+static void
+on_usr2(int sig)
+{
+	(void)sig;
+	usr_handled++;
+}
+
+START_TEST(kick_with_the_vmms_signal)
+{
+	struct sigaction sa = { .sa_handler = on_usr2 };
+	MEMFAULT_OPTS(memfault_vcpu_opts, opts, .kick_signal = SIGUSR2,
+		      .flags = MEMFAULT_VCPU_NO_SIGNAL_HANDLER);
+	struct memfault_vcpu *v2 = NULL;
+	struct spinner sp = { 0 };
+	struct sim_env e;
+	pthread_t t;
+
+	sim_env_open(&e, sim_models[_i].arch, KVMSIM_LEVEL_7_2);
+	/* without a handler, NO_SIGNAL_HANDLER cannot work: refused */
+	signal(SIGUSR2, SIG_DFL);
+	ck_assert_int_eq(memfault_vcpu_new(e.vm, e.vcpu_fd, &opts, &v2),
+			 -EINVAL);
+	ck_assert_ptr_null(v2);
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(SIGUSR2, &sa, NULL), 0);
+	ck_assert_int_eq(memfault_vcpu_new(e.vm, e.vcpu_fd, &opts, &v2), 0);
+	memfault_vcpu_free(e.vcpu);
+	e.vcpu = v2;
+	sim_env_script(&e, "spin");
+	sp.e = &e;
+	sp.target = 1;
+	ck_assert_int_eq(pthread_create(&t, NULL, spin_thread, &sp), 0);
+	usleep(20 * 1000);
+	ck_assert_int_eq(memfault_vcpu_kick(e.vcpu), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(sp.acks, 1);
+	ck_assert_int_ge(usr_handled, 1);
+	sim_env_close(&e);
+	signal(SIGUSR2, SIG_DFL);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("kick");
+	TCase *tc = tcase_create("kick");
+	/* models 2 and 6: x86_64/7.2 and arm64/7.2 */
+	static const int m[] = { 2, 6 };
+
+	tcase_set_timeout(tc, 60);
+	for (int i = 0; i < 2; i++) {
+		tcase_add_loop_test(tc, kick_before_entry, m[i], m[i] + 1);
+		tcase_add_loop_test(tc, kick_after_exit, m[i], m[i] + 1);
+		tcase_add_loop_test(tc, kick_during_run, m[i], m[i] + 1);
+		tcase_add_loop_test(tc, ten_thousand_kicks_none_lost, m[i],
+				    m[i] + 1);
+		tcase_add_loop_test(tc, kick_from_signal_handler, m[i],
+				    m[i] + 1);
+		tcase_add_loop_test(tc, kick_with_the_vmms_signal, m[i],
+				    m[i] + 1);
+	}
+	suite_add_tcase(s, tc);
+	return test_run_suite(s);
+}
