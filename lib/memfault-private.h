@@ -30,6 +30,7 @@
 /* The last field of each option struct this library version knows. */
 #define memfault_vm_opts__last_field reserved
 #define memfault_vcpu_opts__last_field reserved
+#define memfault_region_opts__last_field kvm_flags
 
 bool memfault_opts_valid(const void *opts, size_t known_size);
 
@@ -76,6 +77,9 @@ struct memfault_vm {
 	uint32_t arch;
 	int64_t mmap_size; /* KVM_GET_VCPU_MMAP_SIZE, or -errno */
 	struct memfault_features features;
+	/* regions sorted by gpa; changed only by setup calls */
+	struct memfault_region **regions;
+	size_t nr_regions;
 };
 
 struct memfault_vcpu {

@@ -208,6 +208,7 @@ memfault_vm_unref(struct memfault_vm *vm)
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	if (vm->own_fd)
 		close(vm->fd);
+	free(vm->regions);
 	free(vm);
 }
 

@@ -538,6 +538,303 @@ int memfault_exit_classify(const struct kvm_run *run, int ioctl_ret, int err,
 
 /** @} */
 
+
+/**
+ * @defgroup region Regions and userfault bitmaps
+ * A region is one memslot registered through the library, with a bitmap
+ * of one bit per host page: set means "missing, exit on access". The
+ * bitmap is laid out exactly as KVM Userfault reads it (native `unsigned
+ * long` words, bit i = host page i from the slot base), and a second,
+ * library-private bit per page makes page-in exactly-once across threads.
+ *
+ * The protocol for a missing page: memfault_region_claim() tells exactly
+ * one thread to fetch it (#MEMFAULT_CLAIM_FETCH); the others wait without
+ * spinning until it is published. The fetcher writes the page's contents,
+ * then calls memfault_region_publish(), which clears the bit with a
+ * store-release: it pairs with the load-acquire in memfault_region_claim()
+ * and memfault_region_is_missing(), and with the kernel's read of the
+ * bitmap in KVM Userfault (kvm_do_userfault(); the v3 series reads it with
+ * a plain __get_user(), see the note on memfault_region_publish()). If the
+ * fetch fails, memfault_region_abort() hands the page to one of the
+ * waiters.
+ *
+ * Bitmap operations are lock-free and may be called from any thread.
+ * memfault_region_new() and memfault_region_free() are setup calls: not
+ * while vCPUs of the VM run memfault_vm_find_region().
+ * @{
+ */
+
+/** Opaque region object. */
+struct memfault_region;
+
+/** Flags for memfault_region_opts::flags. */
+enum memfault_region_flag {
+	/**
+	 * Register the memslot with the proposed KVM_MEM_USERFAULT flag and
+	 * the region's bitmap (needs #MEMFAULT_FEATURE_KVM_USERFAULT): vCPU
+	 * accesses to missing pages exit with #MEMFAULT_FAULT_USERFAULT.
+	 */
+	MEMFAULT_REGION_USERFAULT = 1u << 0,
+	/** The memslot is guest_memfd-backed (KVM_MEM_GUEST_MEMFD). */
+	MEMFAULT_REGION_GUEST_MEMFD = 1u << 1,
+	/** Every page starts missing (set before KVM sees the memslot). */
+	MEMFAULT_REGION_MISSING = 1u << 2,
+	/** Keep the bitmap only: create no memslot (userfaultfd-only use). */
+	MEMFAULT_REGION_NO_MEMSLOT = 1u << 3,
+};
+
+/** Options for memfault_region_new(). Declare with MEMFAULT_OPTS(). */
+struct memfault_region_opts {
+	/** Size of this struct as the caller knows it: `sizeof(struct memfault_region_opts)`. */
+	size_t sz;
+	/** Bitwise OR of enum memfault_region_flag values. */
+	uint64_t flags;
+	/** Offset into the guest_memfd (with #MEMFAULT_REGION_GUEST_MEMFD). */
+	uint64_t guest_memfd_offset;
+	/** The guest_memfd fd (with #MEMFAULT_REGION_GUEST_MEMFD only). */
+	int32_t guest_memfd;
+	/** Further KVM_MEM_* flags to pass on (KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY). */
+	uint32_t kvm_flags;
+};
+
+/** Facts about a region, filled by memfault_region_get_info(). */
+struct memfault_region_info {
+	/** Guest physical address of the first byte. */
+	uint64_t gpa;
+	/** Size in bytes, a multiple of @c page_size. */
+	uint64_t size;
+	/** Host virtual address of the first byte (0 if none). */
+	uint64_t hva;
+	/** Number of pages, i.e. of bits in the bitmap. */
+	uint64_t npages;
+	/** Host page size in bytes: one bit per page of this size. */
+	uint64_t page_size;
+	/** Address of the bitmap KVM reads (native unsigned long words). */
+	uint64_t bitmap;
+	/** The region's enum memfault_region_flag values. */
+	uint64_t flags;
+	/** KVM memslot id. */
+	uint32_t slot;
+	/** Reserved; zero. */
+	uint32_t reserved;
+};
+
+/**
+ * @brief **memfault_region_new()**: register a memslot and create its
+ * bitmap.
+ *
+ * @param vm the VM.
+ * @param slot KVM memslot id (address space 0).
+ * @param gpa guest physical address, host-page aligned.
+ * @param size size in bytes, a non-zero multiple of the host page size.
+ * @param hva host memory backing it, host-page aligned (may be NULL only
+ *        with #MEMFAULT_REGION_NO_MEMSLOT or a guest_memfd without mmap).
+ * @param opts options, or NULL for the defaults.
+ * @param[out] ret_region the new region; written only on success.
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL bad alignment, size, flags or options.
+ * @retval -EEXIST the range overlaps a region of this VM.
+ * @retval -EOPNOTSUPP #MEMFAULT_REGION_USERFAULT without kernel support.
+ * @retval -ENOMEM out of memory.
+ * @note Setup call: not concurrently with other region calls on @p vm.
+ *       The bitmap is reserved, not committed: a 1 TiB region costs
+ *       nothing until words are touched (#MEMFAULT_REGION_MISSING touches
+ *       all of them). Other KVM errors of KVM_SET_USER_MEMORY_REGION2 are
+ *       returned as they are.
+ */
+int memfault_region_new(struct memfault_vm *vm, uint32_t slot, uint64_t gpa,
+			uint64_t size, void *hva,
+			const struct memfault_region_opts *opts,
+			struct memfault_region **ret_region);
+
+/**
+ * @brief **memfault_region_free()**: delete the memslot and free the region.
+ *
+ * @param region the region, or NULL (nothing happens).
+ * @note Setup call. No thread may use the region afterwards.
+ */
+void memfault_region_free(struct memfault_region *region);
+
+/**
+ * @brief **memfault_vm_find_region()**: the region holding @p gpa, in
+ * O(log regions).
+ *
+ * @param vm the VM.
+ * @param gpa a guest physical address.
+ * @param[out] ret_region the region (may be NULL).
+ * @param[out] ret_page the page index of @p gpa in it (may be NULL).
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL @p vm is NULL.
+ * @retval -ENOENT no region holds @p gpa.
+ * @note Thread-safe against other lookups and bitmap operations.
+ */
+int memfault_vm_find_region(const struct memfault_vm *vm, uint64_t gpa,
+			    struct memfault_region **ret_region,
+			    uint64_t *ret_page);
+
+/**
+ * @brief **memfault_region_get_info()**: facts about a region.
+ *
+ * @param region the region.
+ * @param[out] ret_info filled with min(@p size, sizeof) bytes.
+ * @param size the caller's `sizeof(struct memfault_region_info)`.
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL a NULL argument or @p size 0.
+ * @note Thread-safe.
+ */
+int memfault_region_get_info(const struct memfault_region *region,
+			     struct memfault_region_info *ret_info,
+			     size_t size);
+
+/**
+ * @brief **memfault_region_mark_missing()**: set the bits of pages
+ * [@p first, @p first + @p count).
+ *
+ * KVM ignores bits set on pages it has already mapped until
+ * KVM_MEM_USERFAULT is toggled; on a region registered with
+ * #MEMFAULT_REGION_USERFAULT this function therefore re-toggles the flag
+ * after setting the bits (two KVM_SET_USER_MEMORY_REGION2 calls, which
+ * unmap the slot from the guest), so the bits always take effect.
+ *
+ * @param region the region.
+ * @param first first page index.
+ * @param count number of pages (0 is allowed and does nothing).
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL NULL region, or a range beyond the region.
+ * @note Thread-safe against the other bitmap operations; whole words are
+ *       written with one atomic operation each.
+ */
+int memfault_region_mark_missing(struct memfault_region *region,
+				 uint64_t first, uint64_t count);
+
+/**
+ * @brief **memfault_region_publish()**: the pages' contents are in place:
+ * clear their bits and wake the threads waiting for them.
+ *
+ * This is the only way to clear a bit. The clear is a store-release: it
+ * pairs with the load-acquire of memfault_region_claim() and
+ * memfault_region_is_missing(), so a thread that sees the page present
+ * also sees its contents. For the kernel, the release orders the contents
+ * before the bit as seen by any reader; the KVM Userfault v3 kernel reads
+ * the word with __get_user() and no acquire of its own, and re-enters the
+ * guest only after that read (review of v3: the kernel side should use a
+ * load-acquire).
+ *
+ * @param region the region.
+ * @param first first page index.
+ * @param count number of pages (0 is allowed and does nothing).
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL NULL region, or a range beyond the region.
+ * @note Thread-safe. Publishing a page claimed by another thread releases
+ *       that claim too.
+ */
+int memfault_region_publish(struct memfault_region *region, uint64_t first,
+			    uint64_t count);
+
+/**
+ * @brief **memfault_region_is_missing()**: test one page, with acquire.
+ *
+ * @param region the region.
+ * @param page page index.
+ * @return 1 if missing, 0 if present, or a negative errno.
+ * @retval -EINVAL NULL region or @p page out of range.
+ * @note Thread-safe and async-signal-safe.
+ */
+int memfault_region_is_missing(const struct memfault_region *region,
+			       uint64_t page);
+
+/**
+ * @brief **memfault_region_find_missing()**: the first missing page at or
+ * after @p from.
+ *
+ * @param region the region.
+ * @param from page index to start at.
+ * @param[out] ret_page the page found; written only on success.
+ * @return 0 on success or a negative errno.
+ * @retval -ENOENT no missing page at or after @p from.
+ * @retval -EINVAL NULL argument or @p from beyond the region.
+ * @note Thread-safe; a snapshot: pages may change while it scans.
+ */
+int memfault_region_find_missing(const struct memfault_region *region,
+				 uint64_t from, uint64_t *ret_page);
+
+/**
+ * @brief **memfault_region_find_present()**: the first present page at or
+ * after @p from.
+ *
+ * @param region the region.
+ * @param from page index to start at.
+ * @param[out] ret_page the page found; written only on success.
+ * @return 0 on success or a negative errno.
+ * @retval -ENOENT no present page at or after @p from.
+ * @retval -EINVAL NULL argument or @p from beyond the region.
+ * @note Thread-safe; a snapshot.
+ */
+int memfault_region_find_present(const struct memfault_region *region,
+				 uint64_t from, uint64_t *ret_page);
+
+/**
+ * @brief **memfault_region_count_missing()**: how many pages are missing.
+ *
+ * @param region the region.
+ * @param[out] ret_count the count; written only on success.
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL a NULL argument.
+ * @note Thread-safe; a snapshot.
+ */
+int memfault_region_count_missing(const struct memfault_region *region,
+				  uint64_t *ret_count);
+
+/** Flags for memfault_region_claim(). */
+enum memfault_claim_flag {
+	/** Do not wait for another thread's fetch: return #MEMFAULT_CLAIM_BUSY. */
+	MEMFAULT_CLAIM_NOWAIT = 1u << 0,
+};
+
+/** Results of memfault_region_claim(). */
+enum memfault_claim_result {
+	/** The page is present: nothing to do. */
+	MEMFAULT_CLAIM_PRESENT = 0,
+	/** The caller must fetch the page, then publish or abort it. */
+	MEMFAULT_CLAIM_FETCH = 1,
+	/** With #MEMFAULT_CLAIM_NOWAIT: another thread is fetching it. */
+	MEMFAULT_CLAIM_BUSY = 2,
+};
+
+/**
+ * @brief **memfault_region_claim()**: decide who fetches a missing page.
+ *
+ * Exactly one caller gets #MEMFAULT_CLAIM_FETCH for a missing page; the
+ * others sleep (futex, no spinning) until it is published, then get
+ * #MEMFAULT_CLAIM_PRESENT, or until it is aborted, when one of them gets
+ * #MEMFAULT_CLAIM_FETCH in turn.
+ *
+ * @param region the region.
+ * @param page page index.
+ * @param flags bitwise OR of enum memfault_claim_flag values.
+ * @return one of enum memfault_claim_result, or a negative errno.
+ * @retval -EINVAL NULL region, @p page out of range or unknown @p flags.
+ * @retval -EINTR a signal interrupted the wait (nothing was claimed).
+ * @note Thread-safe. Not async-signal-safe.
+ */
+int memfault_region_claim(struct memfault_region *region, uint64_t page,
+			  uint32_t flags);
+
+/**
+ * @brief **memfault_region_abort()**: the fetch of a claimed page failed:
+ * release the claim, leave the page missing, wake one waiter to retry.
+ *
+ * @param region the region.
+ * @param page page index.
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL NULL region or @p page out of range.
+ * @retval -EPERM the page was not claimed.
+ * @note Thread-safe.
+ */
+int memfault_region_abort(struct memfault_region *region, uint64_t page);
+
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,560 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Regions (memslots registered through the library) and their userfault
+ * bitmaps.
+ *
+ * Two bits per page, both in native unsigned long words:
+ *   missing[] - shared with KVM (the proposed userfault_bitmap): set means
+ *               "exit on access"; cleared only by publish, with release.
+ *   busy[]    - library-private: set while one thread fetches the page.
+ * Waiters sleep on the 32-bit half of the busy word that holds their bit
+ * (futex), so no per-page object and no lock exist.
+ */
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "barrier.h"
+#include "kvm-userfault-proposed.h"
+#include "memfault-private.h"
+
+#define BITS_PER_WORD (8 * sizeof(unsigned long))
+
+struct memfault_region {
+	struct memfault_vm *vm;
+	uint64_t gpa, size, npages;
+	void *hva;
+	uint32_t slot;
+	uint32_t kvm_flags; /* flags the memslot was registered with */
+	uint64_t flags;     /* enum memfault_region_flag */
+	uint64_t gmem_offset;
+	int gmem_fd;
+	size_t nwords;
+	size_t map_size; /* bytes mapped for each of missing[] and busy[] */
+	unsigned long *missing;
+	unsigned long *busy;
+};
+
+static inline size_t
+word_of(uint64_t page)
+{
+	return (size_t)(page / BITS_PER_WORD);
+}
+
+static inline unsigned long
+bit_of(uint64_t page)
+{
+	return 1ul << (page % BITS_PER_WORD);
+}
+
+/* The 32-bit futex word that holds @page's busy bit, and its mask there. */
+static uint32_t *
+futex_word(struct memfault_region *r, uint64_t page, uint32_t *mask)
+{
+	unsigned int b = (unsigned int)(page % BITS_PER_WORD);
+	uint32_t *half = (uint32_t *)&r->busy[word_of(page)];
+
+	*mask = 1u << (b % 32);
+	if (BITS_PER_WORD == 32)
+		return half;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return half + b / 32;
+#else
+	return half + 1 - b / 32;
+#endif
+}
+
+static void
+futex_wake_all(uint32_t *addr)
+{
+	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+static bool
+range_ok(const struct memfault_region *r, uint64_t first, uint64_t count)
+{
+	return r && first <= r->npages && count <= r->npages - first;
+}
+
+static int
+set_memslot(struct memfault_region *r, uint32_t flags, uint64_t size)
+{
+	struct memfault_vm *vm = r->vm;
+
+	if (!(vm->features.flags & MEMFAULT_FEATURE_USER_MEMORY2) &&
+	    !(flags & ~(uint32_t)(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY))) {
+		/* kernels before 6.8 only know the first memslot ioctl */
+		struct kvm_userspace_memory_region m = {
+			.slot = r->slot,
+			.flags = flags,
+			.guest_phys_addr = r->gpa,
+			.memory_size = size,
+			.userspace_addr = (uintptr_t)r->hva,
+		};
+
+		return ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &m) ? -errno
+								       : 0;
+	} else {
+		struct kvm_userspace_memory_region2_uf m;
+
+		memset(&m, 0, sizeof(m));
+		m.slot = r->slot;
+		m.flags = flags;
+		m.guest_phys_addr = r->gpa;
+		m.memory_size = size;
+		m.userspace_addr = (uintptr_t)r->hva;
+		if (flags & KVM_MEM_GUEST_MEMFD) {
+			m.guest_memfd_offset = r->gmem_offset;
+			m.guest_memfd = (uint32_t)r->gmem_fd;
+		}
+		if (flags & KVM_MEM_USERFAULT)
+			m.userfault_bitmap = (uintptr_t)r->missing;
+		return ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION2, &m) ? -errno
+									: 0;
+	}
+}
+
+static int
+vm_insert_region(struct memfault_vm *vm, struct memfault_region *r)
+{
+	size_t lo = 0, hi = vm->nr_regions;
+	struct memfault_region **v;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (vm->regions[mid]->gpa < r->gpa)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo > 0) {
+		const struct memfault_region *p = vm->regions[lo - 1];
+
+		if (p->gpa + p->size > r->gpa)
+			return -EEXIST;
+	}
+	if (lo < vm->nr_regions && r->gpa + r->size > vm->regions[lo]->gpa)
+		return -EEXIST;
+	for (size_t i = 0; i < vm->nr_regions; i++)
+		if (vm->regions[i]->slot == r->slot &&
+		    !(vm->regions[i]->flags & MEMFAULT_REGION_NO_MEMSLOT) &&
+		    !(r->flags & MEMFAULT_REGION_NO_MEMSLOT))
+			return -EEXIST;
+	v = realloc(vm->regions, (vm->nr_regions + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	memmove(&v[lo + 1], &v[lo], (vm->nr_regions - lo) * sizeof(*v));
+	v[lo] = r;
+	vm->regions = v;
+	vm->nr_regions++;
+	return 0;
+}
+
+static void
+vm_remove_region(struct memfault_vm *vm, struct memfault_region *r)
+{
+	for (size_t i = 0; i < vm->nr_regions; i++) {
+		if (vm->regions[i] != r)
+			continue;
+		memmove(&vm->regions[i], &vm->regions[i + 1],
+			(vm->nr_regions - i - 1) * sizeof(*vm->regions));
+		vm->nr_regions--;
+		return;
+	}
+}
+
+static void
+region_unmap(struct memfault_region *r)
+{
+	if (r->missing)
+		munmap(r->missing, r->map_size);
+	if (r->busy)
+		munmap(r->busy, r->map_size);
+	free(r);
+}
+
+MEMFAULT_EXPORT int
+memfault_region_new(struct memfault_vm *vm, uint32_t slot, uint64_t gpa,
+		    uint64_t size, void *hva,
+		    const struct memfault_region_opts *opts,
+		    struct memfault_region **ret_region)
+{
+	const uint64_t known = MEMFAULT_REGION_USERFAULT |
+			       MEMFAULT_REGION_GUEST_MEMFD |
+			       MEMFAULT_REGION_MISSING |
+			       MEMFAULT_REGION_NO_MEMSLOT;
+	const uint64_t pmask = memfault_page_size - 1;
+	struct memfault_region *r;
+	uint64_t flags;
+	uint32_t kvm_flags;
+	int err;
+
+	if (!vm || !ret_region || !OPTS_VALID(opts, memfault_region_opts))
+		return -EINVAL;
+	flags = OPTS_GET(opts, memfault_region_opts, flags, 0);
+	kvm_flags = OPTS_GET(opts, memfault_region_opts, kvm_flags, 0);
+	if ((flags & ~known) ||
+	    (kvm_flags & ~(uint32_t)(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)))
+		return -EINVAL;
+	if (!size || ((gpa | size | (uintptr_t)hva) & pmask) ||
+	    gpa + size < gpa || (uintptr_t)hva + size < (uintptr_t)hva)
+		return -EINVAL;
+	if ((flags & MEMFAULT_REGION_NO_MEMSLOT) &&
+	    (flags & (MEMFAULT_REGION_USERFAULT | MEMFAULT_REGION_GUEST_MEMFD)))
+		return -EINVAL;
+	if (!hva && !(flags & (MEMFAULT_REGION_NO_MEMSLOT |
+			       MEMFAULT_REGION_GUEST_MEMFD)))
+		return -EINVAL;
+	if ((flags & MEMFAULT_REGION_GUEST_MEMFD) &&
+	    (OPTS_GET(opts, memfault_region_opts, guest_memfd, -1) < 0 ||
+	     (OPTS_GET(opts, memfault_region_opts, guest_memfd_offset, 0) &
+	      pmask)))
+		return -EINVAL;
+	if ((flags & MEMFAULT_REGION_USERFAULT) &&
+	    !(vm->features.flags & MEMFAULT_FEATURE_KVM_USERFAULT))
+		return -EOPNOTSUPP;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->vm = vm;
+	r->gpa = gpa;
+	r->size = size;
+	r->hva = hva;
+	r->slot = slot;
+	r->flags = flags;
+	r->npages = size / memfault_page_size;
+	r->nwords = (size_t)((r->npages + BITS_PER_WORD - 1) / BITS_PER_WORD);
+	r->map_size = (r->nwords * sizeof(unsigned long) + pmask) & ~pmask;
+	r->gmem_fd = OPTS_GET(opts, memfault_region_opts, guest_memfd, -1);
+	r->gmem_offset = OPTS_GET(opts, memfault_region_opts,
+				  guest_memfd_offset, 0);
+	/* Reserved, not committed: untouched words cost no memory, so a
+	 * 1 TiB region (2^28 bits) is free until it is used. */
+	r->missing = mmap(NULL, r->map_size, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	r->busy = mmap(NULL, r->map_size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (r->missing == MAP_FAILED || r->busy == MAP_FAILED) {
+		err = -ENOMEM;
+		if (r->missing == MAP_FAILED)
+			r->missing = NULL;
+		if (r->busy == MAP_FAILED)
+			r->busy = NULL;
+		goto err;
+	}
+	/* The safe order: every bit is set before KVM can see the slot. */
+	if (flags & MEMFAULT_REGION_MISSING) {
+		memset(r->missing, 0xff, r->nwords * sizeof(unsigned long));
+		if (r->npages % BITS_PER_WORD)
+			r->missing[r->nwords - 1] =
+				(1ul << (r->npages % BITS_PER_WORD)) - 1;
+	}
+	err = vm_insert_region(vm, r);
+	if (err)
+		goto err;
+	r->kvm_flags = kvm_flags;
+	if (flags & MEMFAULT_REGION_GUEST_MEMFD)
+		r->kvm_flags |= KVM_MEM_GUEST_MEMFD;
+	if (flags & MEMFAULT_REGION_USERFAULT)
+		r->kvm_flags |= KVM_MEM_USERFAULT;
+	if (!(flags & MEMFAULT_REGION_NO_MEMSLOT)) {
+		err = set_memslot(r, r->kvm_flags, size);
+		if (err) {
+			vm_remove_region(vm, r);
+			goto err;
+		}
+	}
+	/* the VM object outlives its regions, as it outlives its vCPUs */
+	__atomic_add_fetch(&vm->refs, 1, __ATOMIC_RELAXED);
+	*ret_region = r;
+	return 0;
+err:
+	region_unmap(r);
+	return err;
+}
+
+MEMFAULT_EXPORT void
+memfault_region_free(struct memfault_region *r)
+{
+	if (!r)
+		return;
+	if (!(r->flags & MEMFAULT_REGION_NO_MEMSLOT))
+		(void)set_memslot(r, 0, 0);
+	vm_remove_region(r->vm, r);
+	memfault_vm_unref(r->vm);
+	region_unmap(r);
+}
+
+MEMFAULT_EXPORT int
+memfault_vm_find_region(const struct memfault_vm *vm, uint64_t gpa,
+			struct memfault_region **ret_region, uint64_t *ret_page)
+{
+	size_t lo = 0, hi;
+
+	if (!vm)
+		return -EINVAL;
+	hi = vm->nr_regions;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		struct memfault_region *r = vm->regions[mid];
+
+		if (gpa < r->gpa) {
+			hi = mid;
+		} else if (gpa - r->gpa >= r->size) {
+			lo = mid + 1;
+		} else {
+			if (ret_region)
+				*ret_region = r;
+			if (ret_page)
+				*ret_page = (gpa - r->gpa) / memfault_page_size;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+MEMFAULT_EXPORT int
+memfault_region_get_info(const struct memfault_region *r,
+			 struct memfault_region_info *ret_info, size_t size)
+{
+	struct memfault_region_info info;
+
+	if (!r || !ret_info || !size)
+		return -EINVAL;
+	memset(&info, 0, sizeof(info));
+	info.gpa = r->gpa;
+	info.size = r->size;
+	info.hva = (uintptr_t)r->hva;
+	info.npages = r->npages;
+	info.page_size = memfault_page_size;
+	info.bitmap = (uintptr_t)r->missing;
+	info.flags = r->flags;
+	info.slot = r->slot;
+	memfault_copy_out(ret_info, size, &info, sizeof(info));
+	return 0;
+}
+
+/* Mask of the bits of word @w that fall in [first, end). */
+static inline unsigned long
+word_mask(size_t w, uint64_t first, uint64_t end)
+{
+	uint64_t lo = (uint64_t)w * BITS_PER_WORD, hi = lo + BITS_PER_WORD;
+	unsigned long m = ~0ul;
+
+	if (first > lo)
+		m &= ~0ul << (first - lo);
+	if (end < hi)
+		m &= ~0ul >> (hi - end);
+	return m;
+}
+
+MEMFAULT_EXPORT int
+memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
+			     uint64_t count)
+{
+	uint64_t end = first + count;
+
+	if (!range_ok(r, first, count))
+		return -EINVAL;
+	if (!count)
+		return 0;
+	for (size_t w = word_of(first); w <= word_of(end - 1); w++) {
+		unsigned long m = word_mask(w, first, end);
+
+		/* Relaxed: setting a bit publishes nothing; it only makes
+		 * later accesses exit. */
+		if (m == ~0ul)
+			MEMFAULT_WRITE_ONCE(r->missing[w], ~0ul);
+		else
+			__atomic_fetch_or(&r->missing[w], m, __ATOMIC_RELAXED);
+	}
+	/* KVM does not re-check pages it already mapped until the flag is
+	 * toggled (v3 api.rst): toggle it so the new bits take effect. */
+	if (r->kvm_flags & KVM_MEM_USERFAULT) {
+		int err = set_memslot(r, r->kvm_flags & ~KVM_MEM_USERFAULT,
+				      r->size);
+
+		if (!err)
+			err = set_memslot(r, r->kvm_flags, r->size);
+		return err;
+	}
+	return 0;
+}
+
+MEMFAULT_EXPORT int
+memfault_region_publish(struct memfault_region *r, uint64_t first,
+			uint64_t count)
+{
+	uint64_t end = first + count;
+
+	if (!range_ok(r, first, count))
+		return -EINVAL;
+	if (!count)
+		return 0;
+	for (size_t w = word_of(first); w <= word_of(end - 1); w++) {
+		unsigned long m = word_mask(w, first, end);
+
+		/* Release: the page contents written before this call are
+		 * visible to whoever sees the bit clear. Pairs with the
+		 * load-acquire in memfault_region_claim() and
+		 * memfault_region_is_missing(), and with the kernel's read of
+		 * userfault_bitmap in kvm_do_userfault(). A whole word is
+		 * one store: every page of it is being published, so a
+		 * concurrent mark of one of them is a race the caller made. */
+		if (m == ~0ul)
+			memfault_store_release(&r->missing[w], 0ul);
+		else
+			__atomic_fetch_and(&r->missing[w], ~m,
+					   __ATOMIC_RELEASE);
+		/* Then release claims and wake their waiters: ordered after
+		 * the missing store by its release, so a woken waiter that
+		 * re-reads missing[] with acquire finds the page present. */
+		if (MEMFAULT_READ_ONCE(r->busy[w]) & m) {
+			unsigned long old = __atomic_fetch_and(
+				&r->busy[w], ~m, __ATOMIC_RELEASE);
+
+			if (old & m) {
+				uint32_t fm;
+
+				futex_wake_all(futex_word(r, (uint64_t)w *
+								     BITS_PER_WORD,
+							  &fm));
+				if (BITS_PER_WORD == 64)
+					futex_wake_all(futex_word(
+						r, (uint64_t)w * BITS_PER_WORD + 32,
+						&fm));
+			}
+		}
+	}
+	return 0;
+}
+
+MEMFAULT_EXPORT int
+memfault_region_is_missing(const struct memfault_region *r, uint64_t page)
+{
+	if (!r || page >= r->npages)
+		return -EINVAL;
+	/* Pairs with the store-release in memfault_region_publish(). */
+	return !!(memfault_load_acquire(&r->missing[word_of(page)]) &
+		  bit_of(page));
+}
+
+static int
+find_bit(const struct memfault_region *r, uint64_t from, bool want_set,
+	 uint64_t *ret_page)
+{
+	if (!r || !ret_page || from >= r->npages)
+		return -EINVAL;
+	for (size_t w = word_of(from); w < r->nwords; w++) {
+		unsigned long v = MEMFAULT_READ_ONCE(r->missing[w]);
+
+		if (!want_set)
+			v = ~v;
+		if (w == word_of(from))
+			v &= ~0ul << (from % BITS_PER_WORD);
+		if (v) {
+			uint64_t p = (uint64_t)w * BITS_PER_WORD +
+				     (uint64_t)__builtin_ctzl(v);
+
+			if (p >= r->npages)
+				return -ENOENT;
+			*ret_page = p;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+MEMFAULT_EXPORT int
+memfault_region_find_missing(const struct memfault_region *r, uint64_t from,
+			     uint64_t *ret_page)
+{
+	return find_bit(r, from, true, ret_page);
+}
+
+MEMFAULT_EXPORT int
+memfault_region_find_present(const struct memfault_region *r, uint64_t from,
+			     uint64_t *ret_page)
+{
+	return find_bit(r, from, false, ret_page);
+}
+
+MEMFAULT_EXPORT int
+memfault_region_count_missing(const struct memfault_region *r,
+			      uint64_t *ret_count)
+{
+	uint64_t n = 0;
+
+	if (!r || !ret_count)
+		return -EINVAL;
+	for (size_t w = 0; w < r->nwords; w++)
+		n += (uint64_t)__builtin_popcountl(MEMFAULT_READ_ONCE(r->missing[w]));
+	*ret_count = n;
+	return 0;
+}
+
+MEMFAULT_EXPORT int
+memfault_region_claim(struct memfault_region *r, uint64_t page,
+		      uint32_t flags)
+{
+	size_t w;
+	unsigned long m;
+
+	if (!r || page >= r->npages || (flags & ~(uint32_t)MEMFAULT_CLAIM_NOWAIT))
+		return -EINVAL;
+	w = word_of(page);
+	m = bit_of(page);
+	for (;;) {
+		uint32_t *fw, fm, fv;
+
+		/* Pairs with the store-release in memfault_region_publish():
+		 * present means the contents are visible to us. */
+		if (!(memfault_load_acquire(&r->missing[w]) & m))
+			return MEMFAULT_CLAIM_PRESENT;
+		if (!(__atomic_fetch_or(&r->busy[w], m, __ATOMIC_ACQ_REL) & m)) {
+			/* Ours. A publish may have completed between the
+			 * check above and the claim: look again. */
+			if (memfault_load_acquire(&r->missing[w]) & m)
+				return MEMFAULT_CLAIM_FETCH;
+			__atomic_fetch_and(&r->busy[w], ~m, __ATOMIC_RELEASE);
+			fw = futex_word(r, page, &fm);
+			futex_wake_all(fw);
+			return MEMFAULT_CLAIM_PRESENT;
+		}
+		if (flags & MEMFAULT_CLAIM_NOWAIT)
+			return MEMFAULT_CLAIM_BUSY;
+		fw = futex_word(r, page, &fm);
+		fv = __atomic_load_n(fw, __ATOMIC_ACQUIRE);
+		if (!(fv & fm))
+			continue;
+		/* Sleeps only while the futex word still holds @fv; a
+		 * publish or abort in between changes it and we retry. */
+		if (syscall(SYS_futex, fw, FUTEX_WAIT_PRIVATE, fv, NULL, NULL,
+			    0) && errno == EINTR)
+			return -EINTR;
+	}
+}
+
+MEMFAULT_EXPORT int
+memfault_region_abort(struct memfault_region *r, uint64_t page)
+{
+	unsigned long m, old;
+	uint32_t fm;
+
+	if (!r || page >= r->npages)
+		return -EINVAL;
+	m = bit_of(page);
+	old = __atomic_fetch_and(&r->busy[word_of(page)], ~m, __ATOMIC_RELEASE);
+	if (!(old & m))
+		return -EPERM;
+	/* All waiters wake; one wins the next claim, the rest sleep again. */
+	futex_wake_all(futex_word(r, page, &fm));
+	return 0;
+}
