@@ -38,6 +38,8 @@ struct memfault_region {
 	size_t map_size; /* bytes mapped for each of missing[] and busy[] */
 	unsigned long *missing;
 	unsigned long *busy;
+	/* atomic: busy bits set, so publishing ranges skips busy[] when 0 */
+	long nr_busy;
 };
 
 static inline size_t
@@ -360,20 +362,23 @@ memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 			     uint64_t count)
 {
 	uint64_t end = first + count;
+	size_t w, lw;
 
 	if (!range_ok(r, first, count))
 		return -EINVAL;
 	if (!count)
 		return 0;
-	for (size_t w = word_of(first); w <= word_of(end - 1); w++) {
-		unsigned long m = word_mask(w, first, end);
-
-		/* Relaxed: setting a bit publishes nothing; it only makes
-		 * later accesses exit. */
-		if (m == ~0ul)
-			MEMFAULT_WRITE_ONCE(r->missing[w], ~0ul);
-		else
-			__atomic_fetch_or(&r->missing[w], m, __ATOMIC_RELAXED);
+	/* Relaxed: setting a bit publishes nothing; it only makes later
+	 * accesses exit. Interior words are wholly ours: one store each. */
+	w = word_of(first);
+	lw = word_of(end - 1);
+	__atomic_fetch_or(&r->missing[w], word_mask(w, first, end),
+			  __ATOMIC_RELAXED);
+	if (w != lw) {
+		for (size_t i = w + 1; i < lw; i++)
+			MEMFAULT_WRITE_ONCE(r->missing[i], ~0ul);
+		__atomic_fetch_or(&r->missing[lw], word_mask(lw, first, end),
+				  __ATOMIC_RELAXED);
 	}
 	/* KVM does not re-check pages it already mapped until the flag is
 	 * toggled (v3 api.rst): toggle it so the new bits take effect. */
@@ -388,50 +393,87 @@ memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 	return 0;
 }
 
+/* Release the claims in @m of busy word @w and wake their waiters. */
+static void
+release_busy(struct memfault_region *r, size_t w, unsigned long m)
+{
+	unsigned long old = __atomic_fetch_and(&r->busy[w], ~m,
+					       __ATOMIC_RELEASE) & m;
+	uint32_t fm;
+
+	if (!old)
+		return;
+	__atomic_sub_fetch(&r->nr_busy, __builtin_popcountl(old),
+			   __ATOMIC_RELAXED);
+	if (BITS_PER_WORD == 64 && (old & 0xffffffffull) &&
+	    (old >> 32 & 0xffffffffull)) {
+		futex_wake_all(futex_word(r, (uint64_t)w * BITS_PER_WORD, &fm));
+		futex_wake_all(futex_word(r, (uint64_t)w * BITS_PER_WORD + 32,
+					  &fm));
+	} else {
+		futex_wake_all(futex_word(r, (uint64_t)w * BITS_PER_WORD +
+						     (uint64_t)__builtin_ctzl(old),
+					  &fm));
+	}
+}
+
 MEMFAULT_EXPORT int
 memfault_region_publish(struct memfault_region *r, uint64_t first,
 			uint64_t count)
 {
 	uint64_t end = first + count;
+	unsigned long m;
+	size_t w, lw;
 
+	if (likely(count == 1 && r && first < r->npages)) {
+		w = word_of(first);
+		m = bit_of(first);
+		goto one_word;
+	}
 	if (!range_ok(r, first, count))
 		return -EINVAL;
 	if (!count)
 		return 0;
-	for (size_t w = word_of(first); w <= word_of(end - 1); w++) {
-		unsigned long m = word_mask(w, first, end);
-
+	w = word_of(first);
+	lw = word_of(end - 1);
+	if (w == lw) {
+		m = word_mask(w, first, end);
+one_word:
 		/* Release: the page contents written before this call are
 		 * visible to whoever sees the bit clear. Pairs with the
 		 * load-acquire in memfault_region_claim() and
 		 * memfault_region_is_missing(), and with the kernel's read of
-		 * userfault_bitmap in kvm_do_userfault(). A whole word is
-		 * one store: every page of it is being published, so a
-		 * concurrent mark of one of them is a race the caller made. */
-		if (m == ~0ul)
-			memfault_store_release(&r->missing[w], 0ul);
-		else
-			__atomic_fetch_and(&r->missing[w], ~m,
-					   __ATOMIC_RELEASE);
-		/* Then release claims and wake their waiters: ordered after
-		 * the missing store by its release, so a woken waiter that
-		 * re-reads missing[] with acquire finds the page present. */
-		if (MEMFAULT_READ_ONCE(r->busy[w]) & m) {
-			unsigned long old = __atomic_fetch_and(
-				&r->busy[w], ~m, __ATOMIC_RELEASE);
-
-			if (old & m) {
-				uint32_t fm;
-
-				futex_wake_all(futex_word(r, (uint64_t)w *
-								     BITS_PER_WORD,
-							  &fm));
-				if (BITS_PER_WORD == 64)
-					futex_wake_all(futex_word(
-						r, (uint64_t)w * BITS_PER_WORD + 32,
-						&fm));
-			}
-		}
+		 * userfault_bitmap in kvm_do_userfault(). */
+		__atomic_fetch_and(&r->missing[w], ~m, __ATOMIC_RELEASE);
+		/* Then the claims, ordered after the bit by that release:
+		 * a woken waiter re-reads missing[] with acquire and finds
+		 * the page present. */
+		if (MEMFAULT_READ_ONCE(r->busy[w]) & m)
+			release_busy(r, w, m);
+		return 0;
+	}
+	/* A range: one release fence orders the contents before every
+	 * word cleared below (fence-to-acquire synchronization, same pairs
+	 * as above). Interior words are wholly published, so a plain
+	 * atomic store of 0 is enough: a concurrent mark of one of their
+	 * pages races with publishing that very page, whatever we do. */
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_fetch_and(&r->missing[w], ~word_mask(w, first, end),
+			   __ATOMIC_RELAXED);
+	for (size_t i = w + 1; i < lw; i++)
+		__atomic_store_n(&r->missing[i], 0ul, __ATOMIC_RELAXED);
+	__atomic_fetch_and(&r->missing[lw], ~word_mask(lw, first, end),
+			   __ATOMIC_RELAXED);
+	/* Store-load: the bits above must be visible before we look for
+	 * claims; pairs with the seq_cst claim in memfault_region_claim(),
+	 * so either we see its busy bit or it sees the page present. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (!__atomic_load_n(&r->nr_busy, __ATOMIC_RELAXED))
+		return 0;
+	for (size_t i = w; i <= lw; i++) {
+		m = word_mask(i, first, end);
+		if (MEMFAULT_READ_ONCE(r->busy[i]) & m)
+			release_busy(r, i, m);
 	}
 	return 0;
 }
@@ -450,26 +492,37 @@ static int
 find_bit(const struct memfault_region *r, uint64_t from, bool want_set,
 	 uint64_t *ret_page)
 {
+	const unsigned long flip = want_set ? 0 : ~0ul;
+	unsigned long v;
+	uint64_t p;
+	size_t w;
+
 	if (!r || !ret_page || from >= r->npages)
 		return -EINVAL;
-	for (size_t w = word_of(from); w < r->nwords; w++) {
-		unsigned long v = MEMFAULT_READ_ONCE(r->missing[w]);
-
-		if (!want_set)
-			v = ~v;
-		if (w == word_of(from))
-			v &= ~0ul << (from % BITS_PER_WORD);
-		if (v) {
-			uint64_t p = (uint64_t)w * BITS_PER_WORD +
-				     (uint64_t)__builtin_ctzl(v);
-
-			if (p >= r->npages)
-				return -ENOENT;
-			*ret_page = p;
-			return 0;
-		}
+	w = word_of(from);
+	v = (MEMFAULT_READ_ONCE(r->missing[w]) ^ flip) &
+	    (~0ul << (from % BITS_PER_WORD));
+	while (!v) {
+		if (++w >= r->nwords)
+			return -ENOENT;
+		/* four words per test while none has a hit: the scan is
+		 * bound by loads, not by the tests */
+		while (w + 4 <= r->nwords &&
+		       !((MEMFAULT_READ_ONCE(r->missing[w]) ^ flip) |
+			 (MEMFAULT_READ_ONCE(r->missing[w + 1]) ^ flip) |
+			 (MEMFAULT_READ_ONCE(r->missing[w + 2]) ^ flip) |
+			 (MEMFAULT_READ_ONCE(r->missing[w + 3]) ^ flip)))
+			w += 4;
+		if (w >= r->nwords)
+			return -ENOENT;
+		v = MEMFAULT_READ_ONCE(r->missing[w]) ^ flip;
 	}
-	return -ENOENT;
+	p = (uint64_t)w * BITS_PER_WORD + (uint64_t)__builtin_ctzl(v);
+	/* the unused tail of the last word reads as present */
+	if (p >= r->npages)
+		return -ENOENT;
+	*ret_page = p;
+	return 0;
 }
 
 MEMFAULT_EXPORT int
@@ -518,14 +571,15 @@ memfault_region_claim(struct memfault_region *r, uint64_t page,
 		 * present means the contents are visible to us. */
 		if (!(memfault_load_acquire(&r->missing[w]) & m))
 			return MEMFAULT_CLAIM_PRESENT;
-		if (!(__atomic_fetch_or(&r->busy[w], m, __ATOMIC_ACQ_REL) & m)) {
+		/* seq_cst: the claim must be visible before we re-read
+		 * missing[]; pairs with the fence in memfault_region_publish(). */
+		if (!(__atomic_fetch_or(&r->busy[w], m, __ATOMIC_SEQ_CST) & m)) {
+			__atomic_add_fetch(&r->nr_busy, 1, __ATOMIC_SEQ_CST);
 			/* Ours. A publish may have completed between the
 			 * check above and the claim: look again. */
-			if (memfault_load_acquire(&r->missing[w]) & m)
+			if (__atomic_load_n(&r->missing[w], __ATOMIC_SEQ_CST) & m)
 				return MEMFAULT_CLAIM_FETCH;
-			__atomic_fetch_and(&r->busy[w], ~m, __ATOMIC_RELEASE);
-			fw = futex_word(r, page, &fm);
-			futex_wake_all(fw);
+			release_busy(r, w, m);
 			return MEMFAULT_CLAIM_PRESENT;
 		}
 		if (flags & MEMFAULT_CLAIM_NOWAIT)
@@ -545,16 +599,14 @@ memfault_region_claim(struct memfault_region *r, uint64_t page,
 MEMFAULT_EXPORT int
 memfault_region_abort(struct memfault_region *r, uint64_t page)
 {
-	unsigned long m, old;
-	uint32_t fm;
+	unsigned long m;
 
 	if (!r || page >= r->npages)
 		return -EINVAL;
 	m = bit_of(page);
-	old = __atomic_fetch_and(&r->busy[word_of(page)], ~m, __ATOMIC_RELEASE);
-	if (!(old & m))
+	if (!(MEMFAULT_READ_ONCE(r->busy[word_of(page)]) & m))
 		return -EPERM;
 	/* All waiters wake; one wins the next claim, the rest sleep again. */
-	futex_wake_all(futex_word(r, page, &fm));
+	release_busy(r, word_of(page), m);
 	return 0;
 }

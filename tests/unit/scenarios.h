@@ -148,11 +148,10 @@ scn_gmem_other_errno(struct sim_env *e, struct record *rec)
 		ck_assert(!has_gmem(e));
 		return;
 	}
-	for (int i = 0; i < 2; i++)
-		ck_assert_int_eq(kvmsim_inject_gmem_error(e->vm_fd, GMEM_GPA,
-							  errs[i], 1), 0);
 	sim_env_script(e, "load:0x30000000:4");
 	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(kvmsim_inject_gmem_error(e->vm_fd, GMEM_GPA,
+							  errs[i], 1), 0);
 		o = rec_run(e, rec);
 		ck_assert_int_eq(o.r, MEMFAULT_RUN_MEMORY_FAULT);
 		ck_assert_uint_eq(o.f.gpa, GMEM_GPA);

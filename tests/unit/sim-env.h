@@ -10,7 +10,9 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -179,7 +181,16 @@ sim_env_add_gmem(struct sim_env *e, uint32_t slot, size_t pages,
 	r.memory_size = e->gmem_size;
 	r.userspace_addr = (uintptr_t)e->gmem_map;
 	r.guest_memfd = (uint32_t)e->gmem_fd;
-	ck_assert_int_eq(ioctl(e->vm_fd, KVM_SET_USER_MEMORY_REGION2, &r), 0);
+	if (ioctl(e->vm_fd, KVM_SET_USER_MEMORY_REGION2, &r)) {
+		/* 6.8: guest_memfd memslots only for private-memory VM types */
+		int err = errno;
+
+		munmap(e->gmem_map, e->gmem_size);
+		close(e->gmem_fd);
+		e->gmem_map = NULL;
+		e->gmem_fd = -1;
+		return -err;
+	}
 	return 0;
 }
 

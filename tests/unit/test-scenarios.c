@@ -53,8 +53,7 @@ START_TEST(features_per_model)
 			  MEMFAULT_FEATURE_MEMORY_FAULT_EXITS;
 		ck_assert_uint_eq(f.guest_memfd_flags, 0x3);
 	}
-	if (level == KVMSIM_LEVEL_6_8 && x86)
-		expect |= MEMFAULT_FEATURE_GUEST_MEMFD;
+	/* 6.8: KVM_CAP_GUEST_MEMFD only for private-memory VM types */
 	if (level == KVMSIM_LEVEL_7_2_UF)
 		expect |= MEMFAULT_FEATURE_KVM_USERFAULT;
 	/* a type-0 VM has no memory attributes on any arch */
