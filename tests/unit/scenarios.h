@@ -262,6 +262,54 @@ scn_userfault(struct sim_env *e, struct record *rec)
 	ck_assert_uint_eq(page1[0], 0x11);
 }
 
+/* The same through the library's regions: claim, fill, publish. */
+static inline void
+scn_userfault_region(struct sim_env *e, struct record *rec)
+{
+	MEMFAULT_OPTS(memfault_region_opts, ro,
+		      .flags = MEMFAULT_REGION_USERFAULT |
+			       MEMFAULT_REGION_MISSING);
+	struct memfault_region *r, *found;
+	struct outcome o;
+	uint64_t page, missing;
+	unsigned char *mem;
+
+	mem = mmap(NULL, 8 * e->page, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(mem, MAP_FAILED);
+	if (e->level != KVMSIM_LEVEL_7_2_UF) {
+		ck_assert_int_eq(memfault_region_new(e->vm, 1, RAM_GPA,
+						     8 * e->page, mem, &ro, &r),
+				 -EOPNOTSUPP);
+		munmap(mem, 8 * e->page);
+		return;
+	}
+	ck_assert_int_eq(memfault_region_new(e->vm, 1, RAM_GPA, 8 * e->page,
+					     mem, &ro, &r), 0);
+	sim_env_script(e, "load:0x20005000:4;store:0x20007ff8:8:0x1122334455667788");
+	for (int i = 0; i < 2; i++) {
+		o = rec_run(e, rec);
+		ck_assert_int_eq(o.r, MEMFAULT_RUN_MEMORY_FAULT);
+		ck_assert(o.f.flags & MEMFAULT_FAULT_USERFAULT);
+		ck_assert_int_eq(memfault_vm_find_region(e->vm, o.f.gpa, &found,
+							 &page), 0);
+		ck_assert_ptr_eq(found, r);
+		ck_assert_uint_eq(page, i ? 7 : 5);
+		ck_assert_int_eq(memfault_region_claim(r, page, 0),
+				 MEMFAULT_CLAIM_FETCH);
+		memset(mem + page * e->page, 0x40 + (int)page, e->page);
+		ck_assert_int_eq(memfault_region_publish(r, page, 1), 0);
+	}
+	o = rec_run(e, rec);
+	ck_assert_uint_eq(o.exit_reason, KVM_EXIT_SHUTDOWN);
+	ck_assert_uint_eq(sim_env_acc(e), 0x45454545);
+	ck_assert_uint_eq(mem[8 * e->page - 1], 0x11);
+	ck_assert_int_eq(memfault_region_count_missing(r, &missing), 0);
+	ck_assert_uint_eq(missing, 6);
+	memfault_region_free(r);
+	munmap(mem, 8 * e->page);
+}
+
 typedef void (*scenario_fn)(struct sim_env *e, struct record *rec);
 
 static const struct {
@@ -276,6 +324,7 @@ static const struct {
 	{ "unannotated_efault", scn_unannotated_efault },
 	{ "stale_exit_reset", scn_stale_exit_reset },
 	{ "userfault", scn_userfault },
+	{ "userfault_region", scn_userfault_region },
 };
 #define NR_SCENARIOS ((int)(sizeof(scenarios) / sizeof(scenarios[0])))
 

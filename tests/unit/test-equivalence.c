@@ -49,8 +49,9 @@ START_TEST(same_results_on_both_arches)
 	scenarios[s].fn(&e, &a);
 	sim_env_close(&e);
 	compare(scenarios[s].name, &x, &a);
+	/* only the userfault scenarios do nothing without KVM Userfault */
 	ck_assert_int_gt(x.n + (level != KVMSIM_LEVEL_7_2_UF &&
-				!strcmp(scenarios[s].name, "userfault")),
+				!strncmp(scenarios[s].name, "userfault", 9)),
 			 0);
 }
 END_TEST
