@@ -31,6 +31,7 @@
 #define memfault_vm_opts__last_field reserved
 #define memfault_vcpu_opts__last_field reserved
 #define memfault_region_opts__last_field kvm_flags
+#define memfault_handlers__last_field reserved
 
 bool memfault_opts_valid(const void *opts, size_t known_size);
 
@@ -80,6 +81,7 @@ struct memfault_vm {
 	/* regions sorted by gpa; changed only by setup calls */
 	struct memfault_region **regions;
 	size_t nr_regions;
+	struct memfault_handlers handlers; /* set by memfault_vm_set_handlers() */
 };
 
 struct memfault_vcpu {
@@ -90,6 +92,8 @@ struct memfault_vcpu {
 	bool fault_valid;
 	pid_t tid; /* atomic: the thread last seen in memfault_vcpu_run() */
 	struct memfault_fault fault;
+	/* written by the vCPU thread only, read by any (relaxed atomics) */
+	struct memfault_vcpu_stats stats;
 
 	struct memfault_vm *vm;
 	pid_t tgid;
@@ -105,6 +109,19 @@ struct memfault_vcpu {
 int memfault_classify_error(const struct kvm_run *run, int err,
 			    struct memfault_fault *fault);
 void memfault_vm_unref(struct memfault_vm *vm);
+void memfault_vm_log(const struct memfault_vm *vm, int level, const char *fmt,
+		     ...) __attribute__((format(printf, 3, 4)));
+uint64_t memfault_region_npages(const struct memfault_region *region);
+void *memfault_region_page_hva(const struct memfault_region *region,
+			       uint64_t page);
+
+/* One writer per counter: a relaxed load and store, no locked RMW. */
+static inline void
+memfault_stat_add(uint64_t *counter, uint64_t n)
+{
+	__atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + n,
+			 __ATOMIC_RELAXED);
+}
 void memfault_decode_fault(const struct kvm_run *run, int err,
 			   struct memfault_fault *fault);
 

@@ -294,6 +294,18 @@ memfault_region_free(struct memfault_region *r)
 	region_unmap(r);
 }
 
+uint64_t
+memfault_region_npages(const struct memfault_region *r)
+{
+	return r->npages;
+}
+
+void *
+memfault_region_page_hva(const struct memfault_region *r, uint64_t page)
+{
+	return r->hva ? (char *)r->hva + page * memfault_page_size : NULL;
+}
+
 MEMFAULT_EXPORT int
 memfault_vm_find_region(const struct memfault_vm *vm, uint64_t gpa,
 			struct memfault_region **ret_region, uint64_t *ret_page)

@@ -180,16 +180,21 @@ memfault_vcpu_run(struct memfault_vcpu *vcpu)
 	vcpu->fault_valid = false;
 
 	r = ioctl(vcpu->fd, KVM_RUN, 0);
+	memfault_stat_add(&vcpu->stats.runs, 1);
 	if (likely(r == 0)) {
-		if (likely(run->exit_reason != KVM_EXIT_MEMORY_FAULT))
+		if (likely(run->exit_reason != KVM_EXIT_MEMORY_FAULT)) {
+			memfault_stat_add(&vcpu->stats.exits, 1);
 			return MEMFAULT_RUN_EXIT;
+		}
 		memfault_decode_fault(run, 0, &vcpu->fault);
 		vcpu->fault_valid = true;
+		memfault_stat_add(&vcpu->stats.memory_faults, 1);
 		return MEMFAULT_RUN_MEMORY_FAULT;
 	}
 	err = errno;
 	r = memfault_classify_error(run, err, &vcpu->fault);
 	if (r == MEMFAULT_RUN_INTERRUPTED) {
+		memfault_stat_add(&vcpu->stats.interrupted, 1);
 		/* The kick (if it was one) is consumed. A kick that stores 1
 		 * after this store makes the next KVM_RUN return at once; one
 		 * that stored before is answered by this return. Both sides
@@ -197,6 +202,7 @@ memfault_vcpu_run(struct memfault_vcpu *vcpu)
 		MEMFAULT_WRITE_ONCE(run->immediate_exit, 0);
 	} else if (r == MEMFAULT_RUN_MEMORY_FAULT) {
 		vcpu->fault_valid = true;
+		memfault_stat_add(&vcpu->stats.memory_faults, 1);
 	}
 	return r;
 }

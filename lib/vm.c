@@ -188,6 +188,8 @@ memfault_vm_new(int vm_fd, const struct memfault_vm_opts *opts,
 	vm->fd = vm_fd;
 	vm->own_fd = flags & MEMFAULT_VM_OWN_FD;
 	vm->refs = 1;
+	vm->handlers.sz = sizeof(vm->handlers);
+	vm->handlers.max_repeats = 16;
 	vm->arch = arch == MEMFAULT_ARCH_HOST ? memfault_arch_host() : arch;
 	vm->mmap_size = read_mmap_size(OPTS_GET(opts, memfault_vm_opts,
 						 kvm_fd, -1));

@@ -835,6 +835,166 @@ int memfault_region_abort(struct memfault_region *region, uint64_t page);
 
 /** @} */
 
+/**
+ * @defgroup dispatch Dispatch
+ * Resolve memory faults inside the run loop: memfault_vcpu_run_dispatch()
+ * re-enters the guest after every fault a handler (or the library's
+ * default) resolved, and returns only what the VMM must handle itself.
+ *
+ * What is guaranteed to handlers:
+ * - page_in() is called exactly once per page and per time the page went
+ *   missing, whichever vCPUs fault on it at once: the others sleep until
+ *   it is published, then re-enter without a call. Calls for different
+ *   pages run concurrently on different vCPU threads.
+ * - convert(), discard(), hwpoison() and other() run on the faulting
+ *   vCPU's thread, possibly on several vCPU threads at once, also for
+ *   overlapping ranges: they must be thread-safe.
+ * - No library lock is held during a call; a handler may call any
+ *   libmemfault function except memfault_vm_set_handlers() and the
+ *   destructors, and may call memfault_vcpu_kick() on any vCPU.
+ * - log() may be called from any thread, never from a signal handler.
+ * @{
+ */
+
+/** What a handler tells the run loop (a negative errno means failure). */
+enum memfault_verdict {
+	/** The fault is resolved: re-enter the guest. */
+	MEMFAULT_RESOLVED = 0,
+	/** Return this fault to the VMM (#MEMFAULT_RUN_MEMORY_FAULT). */
+	MEMFAULT_TO_VMM = 1,
+};
+
+/** Handlers and their user pointer, per VM. Declare with MEMFAULT_OPTS(). */
+struct memfault_handlers {
+	/** Size of this struct as the caller knows it: `sizeof(struct memfault_handlers)`. */
+	size_t sz;
+	/** Passed to every handler. */
+	void *user;
+	/**
+	 * Fill page @p page of @p region (at @p hva, @p page_size bytes) for a
+	 * #MEMFAULT_FAULT_USERFAULT fault; the library has claimed the page
+	 * and publishes it after a #MEMFAULT_RESOLVED return (aborts the claim
+	 * otherwise). NULL: userfault faults go to the VMM.
+	 */
+	int (*page_in)(void *user, struct memfault_vcpu *vcpu,
+		       struct memfault_region *region, uint64_t page,
+		       void *hva, uint64_t page_size);
+	/**
+	 * Handle a private/shared conversion request. NULL: the default sets
+	 * the memory attributes of the host-page-aligned range
+	 * (KVM_SET_MEMORY_ATTRIBUTES) and calls discard().
+	 */
+	int (*convert)(void *user, struct memfault_vcpu *vcpu,
+		       const struct memfault_fault *fault);
+	/**
+	 * After the default conversion of [@p gpa, @p gpa + @p size) to
+	 * private (@p to_private 1) or shared (0): discard the other side
+	 * (guest_memfd FALLOC_FL_PUNCH_HOLE, or MADV_DONTNEED/MADV_REMOVE on
+	 * shared memory). NULL: nothing is discarded.
+	 */
+	int (*discard)(void *user, uint64_t gpa, uint64_t size,
+		       uint32_t to_private);
+	/** A #MEMFAULT_FAULT_HWPOISON fault. NULL: to the VMM. */
+	int (*hwpoison)(void *user, struct memfault_vcpu *vcpu,
+			const struct memfault_fault *fault);
+	/** Any other memory fault. NULL: to the VMM. */
+	int (*other)(void *user, struct memfault_vcpu *vcpu,
+		     const struct memfault_fault *fault);
+	/** Diagnostics (the library never prints): a level 3 (error) to 7 (debug) and a message. */
+	void (*log)(void *user, int level, const char *message);
+	/**
+	 * How many times the same fault may come back right after it was
+	 * resolved before memfault_vcpu_run_dispatch() returns -ELOOP; 0
+	 * selects 16.
+	 */
+	uint32_t max_repeats;
+	/** Reserved, must be zero. */
+	uint32_t reserved;
+};
+
+/**
+ * @brief **memfault_vm_set_handlers()**: set (or, with NULL, clear) the
+ * VM's handlers.
+ *
+ * @param vm the VM.
+ * @param handlers the handlers (copied), or NULL for the defaults only.
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL NULL @p vm or malformed @p handlers.
+ * @note Setup call: not while a vCPU of @p vm runs memfault_vcpu_run_dispatch().
+ */
+int memfault_vm_set_handlers(struct memfault_vm *vm,
+			     const struct memfault_handlers *handlers);
+
+/**
+ * @brief **memfault_vcpu_run_dispatch()**: run the vCPU until an exit the
+ * VMM must see, resolving memory faults on the way.
+ *
+ * Returns what memfault_vcpu_run() returns, except for memory faults that
+ * a handler or a default resolved. A fault returned to the VMM is
+ * readable with memfault_vcpu_get_fault(), also when a handler failed.
+ *
+ * @param vcpu the vCPU.
+ * @return one of enum memfault_run_result, or a negative errno.
+ * @retval MEMFAULT_RUN_MEMORY_FAULT a fault no handler resolved.
+ * @retval -ELOOP the same fault came back more than max_repeats times
+ *         after it was resolved.
+ * @retval -EINVAL @p vcpu is NULL.
+ * @note A kick makes it return #MEMFAULT_RUN_INTERRUPTED at the next
+ *       re-entry, or while it waits for another vCPU's page-in. A
+ *       handler's negative errno is returned as it is.
+ */
+int memfault_vcpu_run_dispatch(struct memfault_vcpu *vcpu);
+
+/** Per-vCPU counters, filled by memfault_vcpu_get_stats(). */
+struct memfault_vcpu_stats {
+	/** KVM_RUN calls. */
+	uint64_t runs;
+	/** Ordinary exits returned. */
+	uint64_t exits;
+	/** Memory faults seen (resolved or not). */
+	uint64_t memory_faults;
+	/** ... of them with #MEMFAULT_FAULT_USERFAULT. */
+	uint64_t userfaults;
+	/** Pages this vCPU fetched through page_in(). */
+	uint64_t page_ins;
+	/** Userfaults resolved by waiting for another vCPU's fetch or finding the page present. */
+	uint64_t page_waits;
+	/** Conversions done (default or handler). */
+	uint64_t conversions;
+	/** #MEMFAULT_FAULT_HWPOISON faults. */
+	uint64_t hwpoison;
+	/** Other faults. */
+	uint64_t other_faults;
+	/** Faults returned to the VMM. */
+	uint64_t to_vmm;
+	/** Re-entries after a resolved fault. */
+	uint64_t retries;
+	/** Times the repeat guard returned -ELOOP. */
+	uint64_t repeat_trips;
+	/** #MEMFAULT_RUN_INTERRUPTED returns. */
+	uint64_t interrupted;
+	/** Nanoseconds spent in handlers (CLOCK_MONOTONIC). */
+	uint64_t handler_ns;
+	/** Reserved for future counters; zero. */
+	uint64_t reserved[2];
+};
+
+/**
+ * @brief **memfault_vcpu_get_stats()**: read a vCPU's counters.
+ *
+ * @param vcpu the vCPU.
+ * @param[out] ret_stats filled with min(@p size, sizeof) bytes.
+ * @param size the caller's `sizeof(struct memfault_vcpu_stats)`.
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL a NULL argument or @p size 0.
+ * @note Thread-safe: callable while the vCPU runs; each counter is read
+ *       atomically, the set is not a snapshot.
+ */
+int memfault_vcpu_get_stats(const struct memfault_vcpu *vcpu,
+			    struct memfault_vcpu_stats *ret_stats, size_t size);
+
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

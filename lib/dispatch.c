@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Dispatch: resolve memory faults inside the run loop (design.md section 4).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+
+#include "barrier.h"
+#include "memfault-private.h"
+
+#define DEFAULT_MAX_REPEATS 16
+/* internal verdict: a kick arrived while waiting for another vCPU */
+#define VERDICT_INTERRUPTED 2
+
+#define STAT_INC(v, field) memfault_stat_add(&(v)->stats.field, 1)
+
+void
+memfault_vm_log(const struct memfault_vm *vm, int level, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	if (!vm->handlers.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	vm->handlers.log(vm->handlers.user, level, msg);
+}
+
+MEMFAULT_EXPORT int
+memfault_vm_set_handlers(struct memfault_vm *vm,
+			 const struct memfault_handlers *h)
+{
+	struct memfault_handlers copy;
+
+	if (!vm || !OPTS_VALID(h, memfault_handlers))
+		return -EINVAL;
+	if (OPTS_GET(h, memfault_handlers, reserved, 0))
+		return -EINVAL;
+	memset(&copy, 0, sizeof(copy));
+	copy.sz = sizeof(copy);
+	copy.user = OPTS_GET(h, memfault_handlers, user, NULL);
+	copy.page_in = OPTS_GET(h, memfault_handlers, page_in, NULL);
+	copy.convert = OPTS_GET(h, memfault_handlers, convert, NULL);
+	copy.discard = OPTS_GET(h, memfault_handlers, discard, NULL);
+	copy.hwpoison = OPTS_GET(h, memfault_handlers, hwpoison, NULL);
+	copy.other = OPTS_GET(h, memfault_handlers, other, NULL);
+	copy.log = OPTS_GET(h, memfault_handlers, log, NULL);
+	copy.max_repeats = OPTS_GET(h, memfault_handlers, max_repeats, 0);
+	if (!copy.max_repeats)
+		copy.max_repeats = DEFAULT_MAX_REPEATS;
+	vm->handlers = copy;
+	return 0;
+}
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* A handler's verdict, checked: anything else is the handler's bug. */
+static int
+checked(struct memfault_vcpu *vcpu, const char *what, int v, uint64_t t0)
+{
+	memfault_stat_add(&vcpu->stats.handler_ns, now_ns() - t0);
+	if (v == MEMFAULT_RESOLVED || v == MEMFAULT_TO_VMM ||
+	    (v < 0 && v > -4096))
+		return v;
+	memfault_vm_log(vcpu->vm, 3, "%s handler returned %d", what, v);
+	return -EPROTO;
+}
+
+/* A kick interrupted a wait: consume it as memfault_vcpu_run() would. */
+static bool
+take_kick(struct memfault_vcpu *vcpu)
+{
+	if (!MEMFAULT_READ_ONCE(vcpu->run->immediate_exit))
+		return false;
+	MEMFAULT_WRITE_ONCE(vcpu->run->immediate_exit, 0);
+	return true;
+}
+
+static int
+resolve_userfault(struct memfault_vcpu *vcpu, const struct memfault_fault *f)
+{
+	const struct memfault_handlers *h = &vcpu->vm->handlers;
+	struct memfault_region *region;
+	uint64_t page, last;
+	int r;
+
+	if (f->flags & (MEMFAULT_FAULT_SIZE_ZERO | MEMFAULT_FAULT_OVERFLOW))
+		return MEMFAULT_TO_VMM;
+	if (memfault_vm_find_region(vcpu->vm, f->gpa, &region, &page))
+		return MEMFAULT_TO_VMM;
+	last = page + (f->size - 1) / memfault_page_size;
+	if (last >= memfault_region_npages(region))
+		last = memfault_region_npages(region) - 1;
+	for (; page <= last; page++) {
+		r = memfault_region_claim(region, page, 0);
+		if (r == -EINTR) {
+			if (take_kick(vcpu))
+				return VERDICT_INTERRUPTED;
+			page--; /* another signal: wait again */
+			continue;
+		}
+		if (r < 0)
+			return r;
+		if (r == MEMFAULT_CLAIM_PRESENT) {
+			/* another vCPU fetched it, or it was never missing */
+			STAT_INC(vcpu, page_waits);
+			continue;
+		}
+		if (!h->page_in) {
+			memfault_region_abort(region, page);
+			return MEMFAULT_TO_VMM;
+		}
+		uint64_t t0 = now_ns();
+		r = checked(vcpu, "page_in",
+			    h->page_in(h->user, vcpu, region, page,
+				       memfault_region_page_hva(region, page),
+				       memfault_page_size),
+			    t0);
+		if (r != MEMFAULT_RESOLVED) {
+			/* one of the waiters takes the page over */
+			memfault_region_abort(region, page);
+			memfault_vm_log(vcpu->vm, 4,
+					"page_in of gpa %#llx failed: %d",
+					(unsigned long long)f->gpa, r);
+			return r;
+		}
+		memfault_region_publish(region, page, 1);
+		STAT_INC(vcpu, page_ins);
+	}
+	return MEMFAULT_RESOLVED;
+}
+
+static int
+default_convert(struct memfault_vcpu *vcpu, const struct memfault_fault *f)
+{
+	const struct memfault_handlers *h = &vcpu->vm->handlers;
+	const uint64_t pmask = memfault_page_size - 1;
+	uint32_t to_private = !!(f->flags & MEMFAULT_FAULT_PRIVATE);
+	struct kvm_memory_attributes a;
+
+	if (f->flags & (MEMFAULT_FAULT_SIZE_ZERO | MEMFAULT_FAULT_OVERFLOW) ||
+	    f->gpa + f->size + pmask < f->gpa)
+		return MEMFAULT_TO_VMM;
+	memset(&a, 0, sizeof(a));
+	a.address = f->gpa & ~pmask;
+	a.size = ((f->gpa + f->size + pmask) & ~pmask) - a.address;
+	a.attributes = to_private ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
+	/* KVM advances address/size as it goes and asks to be called
+	 * again with EAGAIN or EINTR (kvm_vm_ioctl_set_mem_attributes()). */
+	while (ioctl(vcpu->vm->fd, KVM_SET_MEMORY_ATTRIBUTES, &a)) {
+		int err = errno;
+
+		if (err == EAGAIN || err == EINTR)
+			continue;
+		memfault_vm_log(vcpu->vm, 3,
+				"KVM_SET_MEMORY_ATTRIBUTES(%#llx, %#llx) failed: %d",
+				(unsigned long long)a.address,
+				(unsigned long long)a.size, -err);
+		return -err;
+	}
+	if (h->discard) {
+		uint64_t gpa = f->gpa & ~pmask;
+		uint64_t len = ((f->gpa + f->size + pmask) & ~pmask) - gpa;
+		uint64_t t0 = now_ns();
+		int r = checked(vcpu, "discard",
+				h->discard(h->user, gpa, len, to_private), t0);
+
+		if (r < 0)
+			return r;
+	}
+	return MEMFAULT_RESOLVED;
+}
+
+static int
+call_fault_handler(struct memfault_vcpu *vcpu, const char *what,
+		   int (*fn)(void *, struct memfault_vcpu *,
+			     const struct memfault_fault *),
+		   const struct memfault_fault *f)
+{
+	uint64_t t0;
+
+	if (!fn)
+		return MEMFAULT_TO_VMM;
+	t0 = now_ns();
+	return checked(vcpu, what, fn(vcpu->vm->handlers.user, vcpu, f), t0);
+}
+
+static bool
+is_conversion(const struct memfault_vm *vm, const struct memfault_fault *f)
+{
+	/* Only a VM with private memory converts; anything the kernel
+	 * added that we do not know, or a failure other than EFAULT, is
+	 * not a conversion request (QEMU treats every fault as one). */
+	return (vm->features.memory_attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) &&
+	       f->error == -EFAULT &&
+	       !(f->flags & (MEMFAULT_FAULT_UNKNOWN | MEMFAULT_FAULT_USERFAULT));
+}
+
+static int
+dispatch_fault(struct memfault_vcpu *vcpu, const struct memfault_fault *f)
+{
+	const struct memfault_handlers *h = &vcpu->vm->handlers;
+	int r;
+
+	if (f->flags & MEMFAULT_FAULT_USERFAULT) {
+		STAT_INC(vcpu, userfaults);
+		return resolve_userfault(vcpu, f);
+	}
+	if (f->flags & MEMFAULT_FAULT_HWPOISON) {
+		STAT_INC(vcpu, hwpoison);
+		return call_fault_handler(vcpu, "hwpoison", h->hwpoison, f);
+	}
+	if (is_conversion(vcpu->vm, f)) {
+		if (h->convert)
+			r = call_fault_handler(vcpu, "convert", h->convert, f);
+		else
+			r = default_convert(vcpu, f);
+		if (r == MEMFAULT_RESOLVED)
+			STAT_INC(vcpu, conversions);
+		return r;
+	}
+	STAT_INC(vcpu, other_faults);
+	return call_fault_handler(vcpu, "other", h->other, f);
+}
+
+static bool
+same_fault(const struct memfault_fault *a, const struct memfault_fault *b)
+{
+	return a->gpa == b->gpa && a->size == b->size &&
+	       a->kernel_flags == b->kernel_flags && a->error == b->error;
+}
+
+MEMFAULT_EXPORT int
+memfault_vcpu_run_dispatch(struct memfault_vcpu *vcpu)
+{
+	struct memfault_fault last = { 0 };
+	uint32_t repeats = 0;
+	bool have_last = false;
+
+	if (!vcpu)
+		return -EINVAL;
+	for (;;) {
+		int r = memfault_vcpu_run(vcpu);
+
+		if (r != MEMFAULT_RUN_MEMORY_FAULT)
+			return r;
+		/* api.rst asks userspace to guard against a fault that keeps
+		 * coming back after it was resolved. */
+		if (have_last && same_fault(&vcpu->fault, &last)) {
+			if (++repeats > vcpu->vm->handlers.max_repeats) {
+				STAT_INC(vcpu, repeat_trips);
+				memfault_vm_log(vcpu->vm, 3,
+						"fault at gpa %#llx came back %u times after it was resolved",
+						(unsigned long long)last.gpa,
+						repeats);
+				return -ELOOP;
+			}
+		} else {
+			repeats = 0;
+		}
+		r = dispatch_fault(vcpu, &vcpu->fault);
+		if (r == MEMFAULT_RESOLVED) {
+			last = vcpu->fault;
+			have_last = true;
+			STAT_INC(vcpu, retries);
+			continue;
+		}
+		if (r == VERDICT_INTERRUPTED) {
+			STAT_INC(vcpu, interrupted);
+			return MEMFAULT_RUN_INTERRUPTED;
+		}
+		if (r == MEMFAULT_TO_VMM) {
+			STAT_INC(vcpu, to_vmm);
+			return MEMFAULT_RUN_MEMORY_FAULT;
+		}
+		return r;
+	}
+}
+
+MEMFAULT_EXPORT int
+memfault_vcpu_get_stats(const struct memfault_vcpu *vcpu,
+			struct memfault_vcpu_stats *ret_stats, size_t size)
+{
+	struct memfault_vcpu_stats s;
+	const uint64_t *src = (const uint64_t *)&vcpu->stats;
+	uint64_t *dst = (uint64_t *)&s;
+
+	if (!vcpu || !ret_stats || !size)
+		return -EINVAL;
+	/* each counter has one writer, the vCPU thread: relaxed loads give
+	 * whole values, never torn ones */
+	for (size_t i = 0; i < sizeof(s) / sizeof(uint64_t); i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+	memfault_copy_out(ret_stats, size, &s, sizeof(s));
+	return 0;
+}

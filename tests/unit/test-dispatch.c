@@ -1,0 +1,540 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Dispatch on the simulator: page-in exactly once across many vCPUs,
+ * implicit conversions, handler verdicts and errors, the repeat guard,
+ * kicks while waiting, and the same callbacks on both arch models.
+ */
+#include <pthread.h>
+#include <stdio.h>
+
+#include "sim-env.h"
+#include "test-common.h"
+
+#define NPAGES 64
+#define NVCPUS 8
+
+struct ctx {
+	struct sim_env *e;
+	unsigned char *mem;
+	unsigned fetches[NPAGES]; /* atomic */
+	int page_in_result;       /* what page_in returns */
+	int calls_other, calls_hwpoison, calls_convert, calls_discard;
+	uint64_t discard_gpa, discard_size;
+	uint32_t discard_private;
+	/* a log of callbacks for the equivalence check */
+	char log[512];
+	/* to hold a page-in until released */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int hold, holding;
+	int other_verdict;
+};
+
+static void
+logf_append(struct ctx *c, const char *what, uint64_t v, int hex)
+{
+	size_t n = strlen(c->log);
+
+	snprintf(c->log + n, sizeof(c->log) - n, hex ? "%s:%llx;" : "%s:%llu;",
+		 what, (unsigned long long)v);
+}
+
+static int
+page_in(void *user, struct memfault_vcpu *vcpu, struct memfault_region *r,
+	uint64_t page, void *hva, uint64_t page_size)
+{
+	struct ctx *c = user;
+
+	(void)vcpu;
+	(void)r;
+	pthread_mutex_lock(&c->lock);
+	if (c->hold) {
+		c->holding = 1;
+		pthread_cond_broadcast(&c->cond);
+		while (c->hold)
+			pthread_cond_wait(&c->cond, &c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (c->page_in_result != MEMFAULT_RESOLVED) {
+		int v = c->page_in_result;
+
+		c->page_in_result = MEMFAULT_RESOLVED;
+		return v;
+	}
+	__atomic_fetch_add(&c->fetches[page], 1, __ATOMIC_RELAXED);
+	memset(hva, (int)(page + 1), page_size);
+	if (strlen(c->log) < 400)
+		logf_append(c, "page_in", page, 0);
+	return MEMFAULT_RESOLVED;
+}
+
+static int
+on_other(void *user, struct memfault_vcpu *vcpu, const struct memfault_fault *f)
+{
+	struct ctx *c = user;
+
+	(void)vcpu;
+	c->calls_other++;
+	logf_append(c, "other", f->gpa, 1);
+	return c->other_verdict;
+}
+
+static int
+on_hwpoison(void *user, struct memfault_vcpu *vcpu,
+	    const struct memfault_fault *f)
+{
+	struct ctx *c = user;
+
+	(void)vcpu;
+	c->calls_hwpoison++;
+	logf_append(c, "hwpoison", f->gpa, 1);
+	return MEMFAULT_TO_VMM;
+}
+
+static int
+on_discard(void *user, uint64_t gpa, uint64_t size, uint32_t to_private)
+{
+	struct ctx *c = user;
+
+	c->calls_discard++;
+	c->discard_gpa = gpa;
+	c->discard_size = size;
+	c->discard_private = to_private;
+	return MEMFAULT_RESOLVED;
+}
+
+static void
+ctx_init(struct ctx *c, struct sim_env *e)
+{
+	MEMFAULT_OPTS(memfault_handlers, h, .user = c, .page_in = page_in,
+		      .other = on_other, .hwpoison = on_hwpoison,
+		      .discard = on_discard, .max_repeats = 3);
+
+	memset(c, 0, sizeof(*c));
+	c->e = e;
+	c->other_verdict = MEMFAULT_TO_VMM;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	ck_assert_int_eq(memfault_vm_set_handlers(e->vm, &h), 0);
+}
+
+static struct memfault_region *
+uf_region(struct ctx *c)
+{
+	MEMFAULT_OPTS(memfault_region_opts, o,
+		      .flags = MEMFAULT_REGION_USERFAULT |
+			       MEMFAULT_REGION_MISSING);
+	struct memfault_region *r;
+
+	c->mem = mmap(NULL, NPAGES * c->e->page, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(c->mem, MAP_FAILED);
+	ck_assert_int_eq(memfault_region_new(c->e->vm, 1, RAM_GPA,
+					     NPAGES * c->e->page, c->mem, &o,
+					     &r), 0);
+	return r;
+}
+
+struct vcpu_thread {
+	struct sim_env *e;
+	struct memfault_vcpu *vcpu;
+	int fd;
+	int result;
+	pthread_t t;
+};
+
+static void *
+run_to_end(void *arg)
+{
+	struct vcpu_thread *vt = arg;
+
+	vt->result = memfault_vcpu_run_dispatch(vt->vcpu);
+	return NULL;
+}
+
+/* Script: load every page once, in an order of its own (then the end). */
+static void
+script_all_pages(struct sim_env *e, int fd, int k)
+{
+	char text[NPAGES * 32];
+	size_t n = 0;
+
+	text[0] = 0;
+	for (int i = 0; i < NPAGES; i++) {
+		uint64_t p = (uint64_t)((i * 5 + k * 11) % NPAGES);
+
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "load:%#llx:1;",
+				      (unsigned long long)(RAM_GPA +
+							   p * e->page));
+	}
+	ck_assert_int_eq(kvmsim_vcpu_set_script_text(fd, text), 0);
+}
+
+START_TEST(page_in_exactly_once_across_vcpus)
+{
+	struct vcpu_thread vt[NVCPUS];
+	struct memfault_region *r;
+	struct sim_env e;
+	struct ctx c;
+	uint64_t ins = 0, waits = 0, ufs = 0, missing;
+
+	sim_env_open(&e, sim_models[_i].arch, KVMSIM_LEVEL_7_2_UF);
+	ctx_init(&c, &e);
+	r = uf_region(&c);
+	for (int i = 0; i < NVCPUS; i++) {
+		vt[i].e = &e;
+		vt[i].fd = ioctl(e.vm_fd, KVM_CREATE_VCPU, i + 1);
+		ck_assert_int_ge(vt[i].fd, 0);
+		ck_assert_int_eq(memfault_vcpu_new(e.vm, vt[i].fd, NULL,
+						   &vt[i].vcpu), 0);
+		script_all_pages(&e, vt[i].fd, i);
+	}
+	for (int i = 0; i < NVCPUS; i++)
+		pthread_create(&vt[i].t, NULL, run_to_end, &vt[i]);
+	for (int i = 0; i < NVCPUS; i++) {
+		struct memfault_vcpu_stats s;
+		struct kvm_run *run;
+
+		pthread_join(vt[i].t, NULL);
+		ck_assert_int_eq(vt[i].result, MEMFAULT_RUN_EXIT);
+		memfault_vcpu_get_run(vt[i].vcpu, &run);
+		ck_assert(run->exit_reason == KVM_EXIT_SHUTDOWN ||
+			  run->exit_reason == KVM_EXIT_SYSTEM_EVENT);
+		ck_assert_int_eq(memfault_vcpu_get_stats(vt[i].vcpu, &s,
+							 sizeof(s)), 0);
+		ins += s.page_ins;
+		waits += s.page_waits;
+		ufs += s.userfaults;
+		ck_assert_uint_eq(s.retries, s.userfaults);
+		memfault_vcpu_free(vt[i].vcpu);
+		close(vt[i].fd);
+	}
+	for (int p = 0; p < NPAGES; p++) {
+		ck_assert_uint_eq(c.fetches[p], 1);
+		ck_assert_uint_eq(c.mem[(size_t)p * e.page], p + 1);
+		ck_assert_uint_eq(c.mem[(size_t)(p + 1) * e.page - 1], p + 1);
+	}
+	ck_assert_uint_eq(ins, NPAGES);
+	ck_assert_uint_eq(ins + waits, ufs);
+	ck_assert_int_eq(memfault_region_count_missing(r, &missing), 0);
+	ck_assert_uint_eq(missing, 0);
+	memfault_region_free(r);
+	munmap(c.mem, NPAGES * e.page);
+	sim_env_close(&e);
+}
+END_TEST
+
+START_TEST(page_in_failure_and_to_vmm)
+{
+	struct memfault_region *r;
+	struct memfault_fault f;
+	struct sim_env e;
+	struct ctx c;
+
+	sim_env_open(&e, sim_models[_i].arch, KVMSIM_LEVEL_7_2_UF);
+	ctx_init(&c, &e);
+	r = uf_region(&c);
+	sim_env_script(&e, "load:0x20003000:1");
+	c.page_in_result = -EIO;
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu), -EIO);
+	/* the VMM learns the address that failed */
+	ck_assert_int_eq(memfault_vcpu_get_fault(e.vcpu, &f, sizeof(f)), 0);
+	ck_assert_uint_eq(f.gpa, RAM_GPA + 3 * e.page);
+	ck_assert_int_eq(memfault_region_is_missing(r, 3), 1);
+	ck_assert_int_eq(memfault_region_abort(r, 3), -EPERM); /* released */
+	c.page_in_result = MEMFAULT_TO_VMM;
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu),
+			 MEMFAULT_RUN_MEMORY_FAULT);
+	ck_assert_int_eq(memfault_vcpu_get_fault(e.vcpu, &f, sizeof(f)), 0);
+	ck_assert(f.flags & MEMFAULT_FAULT_USERFAULT);
+	/* a handler verdict out of range is the handler's bug: -EPROTO */
+	c.page_in_result = 7;
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu), -EPROTO);
+	/* and then it works */
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu), MEMFAULT_RUN_EXIT);
+	ck_assert_uint_eq(c.fetches[3], 1);
+	ck_assert_uint_eq(sim_env_acc(&e), 4);
+	memfault_region_free(r);
+	munmap(c.mem, NPAGES * e.page);
+	sim_env_close(&e);
+}
+END_TEST
+
+/* Without page_in the fault goes to the VMM, unless the page is present. */
+START_TEST(no_handlers_means_to_vmm)
+{
+	struct memfault_region *r;
+	struct memfault_vcpu_stats s;
+	struct sim_env e;
+	struct ctx c;
+
+	sim_env_open(&e, sim_models[_i].arch, KVMSIM_LEVEL_7_2_UF);
+	ctx_init(&c, &e);
+	ck_assert_int_eq(memfault_vm_set_handlers(e.vm, NULL), 0);
+	r = uf_region(&c);
+	sim_env_script(&e, "load:0x20000000:1");
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu),
+			 MEMFAULT_RUN_MEMORY_FAULT);
+	ck_assert_int_eq(memfault_region_is_missing(r, 0), 1);
+	/* the VMM fills the page itself and publishes it */
+	c.mem[0] = 9;
+	ck_assert_int_eq(memfault_region_publish(r, 0, 1), 0);
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu), MEMFAULT_RUN_EXIT);
+	ck_assert_uint_eq(sim_env_acc(&e), 9);
+	ck_assert_int_eq(memfault_vcpu_get_stats(e.vcpu, &s, sizeof(s)), 0);
+	ck_assert_uint_eq(s.to_vmm, 1);
+	ck_assert_uint_eq(s.page_ins, 0);
+	ck_assert_uint_eq(s.runs, 2);
+	memfault_region_free(r);
+	munmap(c.mem, NPAGES * e.page);
+	sim_env_close(&e);
+}
+END_TEST
+
+START_TEST(repeat_guard)
+{
+	struct memfault_vcpu_stats s;
+	struct sim_env e;
+	struct ctx c;
+
+	sim_env_open(&e, sim_models[_i].arch, KVMSIM_LEVEL_7_2);
+	ctx_init(&c, &e);
+	ck_assert_int_eq(sim_env_add_gmem(&e, 2, 1, GUEST_MEMFD_FLAG_MMAP), 0);
+	close(e.gmem_fd);
+	e.gmem_fd = -1;
+	/* a handler that claims success but fixes nothing */
+	c.other_verdict = MEMFAULT_RESOLVED;
+	sim_env_script(&e, "load:0x30000000:1");
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu), -ELOOP);
+	ck_assert_int_eq(c.calls_other, 4); /* max_repeats 3, then the guard */
+	ck_assert_int_eq(memfault_vcpu_get_stats(e.vcpu, &s, sizeof(s)), 0);
+	ck_assert_uint_eq(s.repeat_trips, 1);
+	ck_assert_uint_eq(s.runs, 5);
+	sim_env_close(&e);
+}
+END_TEST
+
+START_TEST(hwpoison_goes_to_its_handler)
+{
+	struct sim_env e;
+	struct ctx c;
+
+	sim_env_open(&e, sim_models[_i].arch, KVMSIM_LEVEL_7_2);
+	ctx_init(&c, &e);
+	ck_assert_int_eq(sim_env_add_gmem(&e, 2, 1, GUEST_MEMFD_FLAG_MMAP), 0);
+	ck_assert_int_eq(kvmsim_poison(e.vm_fd, GMEM_GPA), 0);
+	sim_env_script(&e, "load:0x30000000:1");
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu),
+			 MEMFAULT_RUN_MEMORY_FAULT);
+	ck_assert_int_eq(c.calls_hwpoison, 1);
+	ck_assert_int_eq(c.calls_other, 0);
+	sim_env_close(&e);
+}
+END_TEST
+
+/* x86 SW_PROTECTED: implicit conversions both ways by the default. */
+START_TEST(default_conversion_both_ways_x86)
+{
+	struct memfault_vcpu_stats s;
+	struct sim_env e;
+	struct ctx c;
+
+	sim_env_open_quirks(&e, KVMSIM_X86_64, KVMSIM_LEVEL_7_2,
+			    kvmsim_default_quirks(KVMSIM_X86_64,
+						  KVMSIM_LEVEL_7_2) |
+				    KVMSIM_Q_SW_PROTECTED_VM,
+			    KVM_X86_SW_PROTECTED_VM);
+	ctx_init(&c, &e);
+	ck_assert_int_eq(sim_env_add_gmem(&e, 2, 2, 0), 0);
+	/* private access to a shared page, then shared access to it */
+	sim_env_script(&e, "load:0x30001004:1:private;load:0x30001000:1:shared");
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu), MEMFAULT_RUN_EXIT);
+	ck_assert_int_eq(c.calls_discard, 2);
+	ck_assert_uint_eq(c.discard_gpa, GMEM_GPA + e.page);
+	ck_assert_uint_eq(c.discard_size, e.page);
+	ck_assert_uint_eq(c.discard_private, 0);
+	ck_assert_int_eq(memfault_vcpu_get_stats(e.vcpu, &s, sizeof(s)), 0);
+	ck_assert_uint_eq(s.conversions, 2);
+	ck_assert_uint_eq(s.to_vmm, 0);
+	ck_assert_int_eq(c.calls_other, 0);
+	sim_env_close(&e);
+}
+END_TEST
+
+/* Without memory attributes (arm64, x86 type 0) such a fault is no
+ * conversion: both give it to the "other" handler, the same way. */
+START_TEST(no_attributes_no_conversion)
+{
+	struct sim_env e;
+	struct ctx c;
+
+	sim_env_open(&e, sim_models[_i].arch, KVMSIM_LEVEL_7_2);
+	ctx_init(&c, &e);
+	ck_assert_int_eq(sim_env_add_gmem(&e, 2, 1, GUEST_MEMFD_FLAG_MMAP), 0);
+	close(e.gmem_fd);
+	e.gmem_fd = -1;
+	sim_env_script(&e, "load:0x30000000:1");
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu),
+			 MEMFAULT_RUN_MEMORY_FAULT);
+	ck_assert_int_eq(c.calls_other, 1);
+	ck_assert_int_eq(c.calls_discard, 0);
+	ck_assert_str_eq(c.log, "other:30000000;");
+	sim_env_close(&e);
+}
+END_TEST
+
+static void *
+hold_thread(void *arg)
+{
+	struct vcpu_thread *vt = arg;
+
+	vt->result = memfault_vcpu_run_dispatch(vt->vcpu);
+	return NULL;
+}
+
+/* vCPU A fetches a page slowly; vCPU B waits for it and is kicked. */
+START_TEST(kick_while_waiting_for_a_page)
+{
+	struct vcpu_thread a = { 0 }, b = { 0 };
+	struct memfault_region *r;
+	struct sim_env e;
+	struct ctx c;
+
+	sim_env_open(&e, sim_models[_i].arch, KVMSIM_LEVEL_7_2_UF);
+	ctx_init(&c, &e);
+	r = uf_region(&c);
+	a.vcpu = e.vcpu;
+	a.fd = e.vcpu_fd;
+	b.fd = ioctl(e.vm_fd, KVM_CREATE_VCPU, 1);
+	ck_assert_int_eq(memfault_vcpu_new(e.vm, b.fd, NULL, &b.vcpu), 0);
+	ck_assert_int_eq(kvmsim_vcpu_set_script_text(a.fd, "load:0x20000000:1"),
+			 0);
+	ck_assert_int_eq(kvmsim_vcpu_set_script_text(b.fd, "load:0x20000000:1"),
+			 0);
+	c.hold = 1;
+	pthread_create(&a.t, NULL, hold_thread, &a);
+	pthread_mutex_lock(&c.lock);
+	while (!c.holding)
+		pthread_cond_wait(&c.cond, &c.lock);
+	pthread_mutex_unlock(&c.lock);
+	pthread_create(&b.t, NULL, hold_thread, &b);
+	usleep(50 * 1000); /* B is asleep in the claim by now */
+	ck_assert_int_eq(memfault_vcpu_kick(b.vcpu), 0);
+	pthread_join(b.t, NULL);
+	ck_assert_int_eq(b.result, MEMFAULT_RUN_INTERRUPTED);
+	/* release A: it publishes; B then runs through without a fetch */
+	pthread_mutex_lock(&c.lock);
+	c.hold = 0;
+	pthread_cond_broadcast(&c.cond);
+	pthread_mutex_unlock(&c.lock);
+	pthread_join(a.t, NULL);
+	ck_assert_int_eq(a.result, MEMFAULT_RUN_EXIT);
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(b.vcpu), MEMFAULT_RUN_EXIT);
+	ck_assert_uint_eq(c.fetches[0], 1);
+	memfault_vcpu_free(b.vcpu);
+	close(b.fd);
+	memfault_region_free(r);
+	munmap(c.mem, NPAGES * e.page);
+	sim_env_close(&e);
+}
+END_TEST
+
+/* Equivalence: one vCPU, the same script: the same callbacks and returns. */
+static void
+equivalence_run(uint32_t arch, char *out, size_t n)
+{
+	struct memfault_region *r;
+	struct sim_env e;
+	struct ctx c;
+	size_t len;
+
+	sim_env_open(&e, arch, KVMSIM_LEVEL_7_2_UF);
+	ctx_init(&c, &e);
+	r = uf_region(&c);
+	ck_assert_int_eq(sim_env_add_gmem(&e, 2, 1, GUEST_MEMFD_FLAG_MMAP), 0);
+	ck_assert_int_eq(kvmsim_poison(e.vm_fd, GMEM_GPA), 0);
+	sim_env_script(&e, "load:0x20002000:1;mmio_write:0x10000000:1:acc;"
+			   "load:0x20002000:1;load:0x20005000:1;"
+			   "load:0x30000000:1;mmio_read:0x10000000:4");
+	for (int i = 0; i < 5; i++) {
+		int res = memfault_vcpu_run_dispatch(e.vcpu);
+
+		logf_append(&c, "ret", (uint64_t)res, 0);
+		if (res == MEMFAULT_RUN_EXIT)
+			logf_append(&c, "exit",
+				    e.run->exit_reason == KVM_EXIT_SYSTEM_EVENT ?
+					    KVM_EXIT_SHUTDOWN :
+					    e.run->exit_reason,
+				    0);
+	}
+	len = strlen(c.log);
+	ck_assert_uint_lt(len, n);
+	memcpy(out, c.log, len + 1);
+	memfault_region_free(r);
+	munmap(c.mem, NPAGES * e.page);
+	sim_env_close(&e);
+}
+
+START_TEST(same_callbacks_on_both_arches)
+{
+	char x[512], a[512];
+
+	equivalence_run(KVMSIM_X86_64, x, sizeof(x));
+	equivalence_run(KVMSIM_ARM64, a, sizeof(a));
+	ck_assert_str_eq(x, a);
+	/* and it is the sequence we expect */
+	ck_assert_str_eq(x, "page_in:2;ret:1;exit:6;page_in:5;"
+			    "hwpoison:30000000;ret:2;hwpoison:30000000;ret:2;"
+			    "hwpoison:30000000;ret:2;hwpoison:30000000;ret:2;");
+}
+END_TEST
+
+START_TEST(bad_arguments)
+{
+	MEMFAULT_OPTS(memfault_handlers, h);
+	struct memfault_vcpu_stats s;
+	struct sim_env e;
+
+	sim_env_open(&e, KVMSIM_X86_64, KVMSIM_LEVEL_7_2);
+	ck_assert_int_eq(memfault_vm_set_handlers(NULL, &h), -EINVAL);
+	h.reserved = 1;
+	ck_assert_int_eq(memfault_vm_set_handlers(e.vm, &h), -EINVAL);
+	h.reserved = 0;
+	h.sz = 3;
+	ck_assert_int_eq(memfault_vm_set_handlers(e.vm, &h), -EINVAL);
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(NULL), -EINVAL);
+	ck_assert_int_eq(memfault_vcpu_get_stats(NULL, &s, sizeof(s)), -EINVAL);
+	ck_assert_int_eq(memfault_vcpu_get_stats(e.vcpu, NULL, sizeof(s)),
+			 -EINVAL);
+	ck_assert_int_eq(memfault_vcpu_get_stats(e.vcpu, &s, 0), -EINVAL);
+	sim_env_close(&e);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("dispatch");
+	TCase *tc = tcase_create("dispatch");
+	static const int m[] = { 2, 6 }; /* x86_64/7.2 and arm64/7.2 */
+
+	tcase_set_timeout(tc, 60);
+	for (int i = 0; i < 2; i++) {
+		tcase_add_loop_test(tc, page_in_exactly_once_across_vcpus, m[i],
+				    m[i] + 1);
+		tcase_add_loop_test(tc, page_in_failure_and_to_vmm, m[i], m[i] + 1);
+		tcase_add_loop_test(tc, no_handlers_means_to_vmm, m[i], m[i] + 1);
+		tcase_add_loop_test(tc, repeat_guard, m[i], m[i] + 1);
+		tcase_add_loop_test(tc, hwpoison_goes_to_its_handler, m[i],
+				    m[i] + 1);
+		tcase_add_loop_test(tc, no_attributes_no_conversion, m[i],
+				    m[i] + 1);
+		tcase_add_loop_test(tc, kick_while_waiting_for_a_page, m[i],
+				    m[i] + 1);
+	}
+	ADD_TEST(tc, default_conversion_both_ways_x86);
+	ADD_TEST(tc, same_callbacks_on_both_arches);
+	ADD_TEST(tc, bad_arguments);
+	suite_add_tcase(s, tc);
+	return test_run_suite(s);
+}
