@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: MIT
+#
+# kres-diff.awk - compare KRES lines (kres.h) of a simulator run with those
+# of a real-kernel run:  awk -f kres-diff.awk SIM.kres KERNEL.kres
+#
+# Lines are "KRES <arch> <scenario> <step> key=value ...". Every step of
+# every scenario the kernel ran must exist in the simulator's run with the
+# same keys and values; a scenario the kernel did not run (skipped) is not
+# compared. Prints one "DIFF ..." line per difference, naming the field,
+# and exits 1 if there is any.
+
+# key=value fields of a line into arr (awk arrays cannot be returned)
+function fields(line, arr,    n, i, parts, eq) {
+	split("", arr)
+	n = split(line, parts, " ")
+	for (i = 5; i <= n; i++) {
+		eq = index(parts[i], "=")
+		if (eq)
+			arr[substr(parts[i], 1, eq - 1)] = substr(parts[i], eq + 1)
+		else
+			arr[parts[i]] = ""
+	}
+}
+
+FNR == NR {
+	if ($1 == "KRES") {
+		sim[$2 " " $3 " " $4] = $0
+		simscen[$2 " " $3] = 1
+	}
+	next
+}
+
+$1 == "KRES" {
+	scen = $2 " " $3
+	key = scen " " $4
+	seen[key] = 1
+	kscen[scen] = 1
+	if (!(scen in simscen)) {
+		if (!(scen in reported))
+			printf "DIFF %s %s: the simulator has no such scenario\n", $2, $3
+		reported[scen] = 1
+		bad++
+		next
+	}
+	if (!(key in sim)) {
+		printf "DIFF %s %s step %s: only the kernel has this step: %s\n", $2, $3, $4, $0
+		bad++
+		next
+	}
+	fields($0, k)
+	fields(sim[key], s)
+	for (f in k)
+		if (!(f in s) || s[f] != k[f]) {
+			printf "DIFF %s %s step %s: field %s: kernel=%s sim=%s\n", $2, $3, $4, f, k[f], (f in s) ? s[f] : "(none)"
+			bad++
+		}
+	for (f in s)
+		if (!(f in k)) {
+			printf "DIFF %s %s step %s: field %s: kernel=(none) sim=%s\n", $2, $3, $4, f, s[f]
+			bad++
+		}
+}
+
+END {
+	for (key in sim) {
+		split(key, ks, " ")
+		if (((ks[1] " " ks[2]) in kscen) && !(key in seen)) {
+			printf "DIFF %s %s step %s: only the simulator has this step: %s\n", ks[1], ks[2], ks[3], sim[key]
+			bad++
+		}
+	}
+	exit bad ? 1 : 0
+}

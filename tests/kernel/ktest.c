@@ -1,0 +1,515 @@
+/* SPDX-License-Identifier: MIT */
+/* Real-kernel VM setup for the kernel suite; see ktest.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "ktest.h"
+
+#if defined(KT_SIM)
+#include <kvmsim.h>
+
+/* The guest programs as kvmsim scripts: the same exits, in the same order,
+ * as the code below (steps after the last one spin). */
+#if KT_X86
+static const char *const sim_script[] = {
+	[0] = "out:0x3f8:1:0x42; in:0x3f8:1; out:0x3f8:1:acc;"
+	      " mmio_write:0xd0000:1:acc; mmio_read:0xd0004:1; out:0x3f8:1:acc;"
+	      " load:0x20000:1; out:0x3f8:1:acc; hlt; spin",
+	[1] = "load:0x20000:1; out:0x3f8:1:acc; hlt; spin",
+	[2] = "spin",
+};
+#else
+static const char *const sim_script[] = {
+	[0] = "mmio_write:0x10000000:4:0x42; mmio_read:0x10000004:4;"
+	      " mmio_write:0x10000008:4:acc;"
+	      " load:0x20000000:4; mmio_write:0x1000000c:4:acc; spin",
+	[1] = "load:0x20000000:4; mmio_write:0x1000000c:4:acc; spin",
+	[2] = "spin",
+};
+#endif
+/* No code runs on the simulator; slot 0 is set up all the same. */
+static const uint8_t guest_code[] = { 0 };
+#define REPORT_EXIT_MMIO KT_ARM64
+#elif defined(__x86_64__)
+/* guest-x86.S: 16-bit real mode, CS = DS = ES = 0, loaded at KT_CODE_GPA. */
+static const uint8_t guest_code[] = {
+	/* main (+0x00) */
+	0xba, 0xf8, 0x03,       /* mov  $0x3f8, %dx                 */
+	0xb0, 0x42,             /* mov  $0x42, %al                  */
+	0xee,                   /* out  %al, %dx     1 IO out 0x42  */
+	0xec,                   /* in   %dx, %al     2 IO in        */
+	0xee,                   /* out  %al, %dx     3 IO out V     */
+	0xbb, 0x00, 0xd0,       /* mov  $0xd000, %bx                */
+	0x8e, 0xc3,             /* mov  %bx, %es                    */
+	0x26, 0xa2, 0x00, 0x00, /* mov  %al, %es:0   4 MMIO write V */
+	0x26, 0xa0, 0x04, 0x00, /* mov  %es:4, %al   5 MMIO read    */
+	0xee,                   /* out  %al, %dx     6 IO out W     */
+	/* load (+0x16) */
+	0xba, 0xf8, 0x03,       /* mov  $0x3f8, %dx                 */
+	0xb8, 0x00, 0x20,       /* mov  $0x2000, %ax                */
+	0x8e, 0xd8,             /* mov  %ax, %ds                    */
+	0xa0, 0x00, 0x00,       /* mov  0, %al       load TEST_GPA  */
+	0xee,                   /* out  %al, %dx     report         */
+	0xf4,                   /* hlt               HLT exit       */
+	/* spin (+0x23) */
+	0xeb, 0xfe,             /* jmp  .                           */
+};
+_Static_assert(KT_ENTRY_LOAD - KT_CODE_GPA == 0x16, "load entry");
+_Static_assert(KT_ENTRY_SPIN - KT_CODE_GPA == 0x23, "spin entry");
+_Static_assert(sizeof(guest_code) == 0x25, "guest size");
+#define REPORT_EXIT_MMIO 0
+#else
+/* guest-arm64.S: EL1, MMU off, loaded at KT_CODE_GPA. */
+static const uint32_t guest_code[] = {
+	/* main (+0x00) */
+	0xd2a20000, /* mov  x0, #0x10000000                     */
+	0x52800841, /* mov  w1, #0x42                           */
+	0xb9000001, /* str  w1, [x0]        1 MMIO write 0x42   */
+	0x52800ee2, /* mov  w2, #0x77       sentinel            */
+	0xb9400402, /* ldr  w2, [x0, #4]    2 MMIO read         */
+	0xb9000802, /* str  w2, [x0, #8]    3 MMIO write V      */
+	/* load (+0x18) */
+	0xd2a20000, /* mov  x0, #0x10000000                     */
+	0xd2a40003, /* mov  x3, #0x20000000 (TEST_GPA)          */
+	0xb9400064, /* ldr  w4, [x3]        load TEST_GPA       */
+	0xb9000c04, /* str  w4, [x0, #12]   report              */
+	/* spin (+0x28) */
+	0x14000000, /* b    .                                   */
+};
+_Static_assert(KT_ENTRY_LOAD - KT_CODE_GPA == 0x18, "load entry");
+_Static_assert(KT_ENTRY_SPIN - KT_CODE_GPA == 0x28, "spin entry");
+#define REPORT_EXIT_MMIO 1
+#endif
+
+static int kvm_fd = -2;
+
+int
+kt_kvm_fd(void)
+{
+	int fd, vm;
+
+	if (kvm_fd != -2)
+		return kvm_fd;
+	kvm_fd = -1;
+	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		printf("# /dev/kvm: %s\n", strerror(errno));
+		return -1;
+	}
+	if (ioctl(fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		printf("# /dev/kvm: unexpected KVM_GET_API_VERSION\n");
+		close(fd);
+		return -1;
+	}
+	vm = ioctl(fd, KVM_CREATE_VM, 0);
+	if (vm < 0) {
+		printf("# /dev/kvm: KVM_CREATE_VM: %s\n", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(vm);
+	kvm_fd = fd;
+	return fd;
+}
+
+#if defined(KT_SIM)
+void
+kt_kvm_forget(void)
+{
+	kvm_fd = -2;
+}
+#endif
+
+uint64_t
+kt_page_size(void)
+{
+	return (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+bool
+kt_kernel_is(const char *prefix)
+{
+#if defined(KT_SIM)
+	/* The kernel is the simulator's model, not the host's. */
+	static const char release[] = "7.2.0-kvmsim";
+#else
+	struct utsname u;
+	const char *release = uname(&u) ? "" : u.release;
+#endif
+
+	return !strncmp(release, prefix, strlen(prefix));
+}
+
+static void *
+anon(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	ck_assert_msg(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	return p;
+}
+
+static int
+set_region2(struct kt_vm *v, uint32_t slot, uint32_t flags, uint64_t gpa,
+	    uint64_t size, void *hva, int gmem_fd)
+{
+	struct kvm_userspace_memory_region2 r;
+
+	memset(&r, 0, sizeof(r));
+	r.slot = slot;
+	r.flags = flags;
+	r.guest_phys_addr = gpa;
+	r.memory_size = size;
+	r.userspace_addr = (uintptr_t)hva;
+	r.guest_memfd = (uint32_t)gmem_fd;
+	r.guest_memfd_offset = 0;
+	return ioctl(v->vm_fd, KVM_SET_USER_MEMORY_REGION2, &r) ? -errno : 0;
+}
+
+void
+kt_vm_create(struct kt_vm *v, unsigned long type, const char *scen)
+{
+	MEMFAULT_OPTS(memfault_vm_opts, opts, .kvm_fd = kt_kvm_fd(),
+		      .arch = KT_ARCH);
+	int r;
+
+	memset(v, 0, sizeof(*v));
+	v->scen = scen;
+	v->vm_fd = v->vcpu_fd = v->gmem_fd = -1;
+	ck_assert_int_ge(kt_kvm_fd(), 0);
+	v->vm_fd = ioctl(kt_kvm_fd(), KVM_CREATE_VM, type);
+	ck_assert_msg(v->vm_fd >= 0, "KVM_CREATE_VM(%lu): %s", type,
+		      strerror(errno));
+	v->mem0 = anon(KT_SLOT0_SIZE);
+	memcpy((char *)v->mem0 + KT_CODE_GPA, guest_code, sizeof(guest_code));
+	r = set_region2(v, 0, 0, 0, KT_SLOT0_SIZE, v->mem0, 0);
+	ck_assert_msg(r == 0, "slot 0: %s", strerror(-r));
+	r = memfault_vm_new(v->vm_fd, &opts, &v->mvm);
+	ck_assert_msg(r == 0, "memfault_vm_new: %s", strerror(-r));
+}
+
+void
+kt_vm_normal_slot(struct kt_vm *v)
+{
+	int r;
+
+	v->test = anon(KT_TEST_SIZE);
+	memset(v->test, KT_PATTERN, KT_TEST_SIZE);
+	r = set_region2(v, 1, 0, KT_TEST_GPA, KT_TEST_SIZE, v->test, 0);
+	ck_assert_msg(r == 0, "slot 1: %s", strerror(-r));
+}
+
+void
+kt_vm_gmem_slot(struct kt_vm *v, uint64_t gmem_flags)
+{
+	struct kvm_create_guest_memfd cg;
+	void *hva;
+	int r;
+
+	memset(&cg, 0, sizeof(cg));
+	cg.size = KT_TEST_SIZE;
+	cg.flags = gmem_flags;
+	v->gmem_fd = ioctl(v->vm_fd, KVM_CREATE_GUEST_MEMFD, &cg);
+	ck_assert_msg(v->gmem_fd >= 0, "KVM_CREATE_GUEST_MEMFD(%#llx): %s",
+		      (unsigned long long)gmem_flags, strerror(errno));
+	if (gmem_flags & GUEST_MEMFD_FLAG_MMAP) {
+		v->gmem_map = mmap(NULL, KT_TEST_SIZE, PROT_READ | PROT_WRITE,
+				   MAP_SHARED, v->gmem_fd, 0);
+		ck_assert_msg(v->gmem_map != MAP_FAILED,
+			      "mmap(guest_memfd): %s", strerror(errno));
+		memset(v->gmem_map, KT_PATTERN, KT_TEST_SIZE);
+		hva = v->gmem_map;
+	} else {
+		v->test = anon(KT_TEST_SIZE);
+		memset(v->test, KT_PATTERN, KT_TEST_SIZE);
+		hva = v->test;
+	}
+	r = set_region2(v, 1, KVM_MEM_GUEST_MEMFD, KT_TEST_GPA, KT_TEST_SIZE,
+			hva, v->gmem_fd);
+	ck_assert_msg(r == 0, "slot 1 (guest_memfd): %s", strerror(-r));
+}
+
+int
+kt_vm_set_attributes(struct kt_vm *v, uint64_t gpa, uint64_t size,
+		     uint64_t attributes)
+{
+	struct kvm_memory_attributes a;
+
+	memset(&a, 0, sizeof(a));
+	a.address = gpa;
+	a.size = size;
+	a.attributes = attributes;
+	return ioctl(v->vm_fd, KVM_SET_MEMORY_ATTRIBUTES, &a) ? -errno : 0;
+}
+
+static void
+set_entry(struct kt_vm *v, uint64_t entry)
+{
+#if defined(KT_SIM)
+	size_t i = entry == KT_ENTRY_MAIN ? 0 : entry == KT_ENTRY_LOAD ? 1 : 2;
+	int r = kvmsim_vcpu_set_script_text(v->vcpu_fd, sim_script[i]);
+
+	ck_assert_msg(r == 0, "kvmsim_vcpu_set_script_text: %s", strerror(-r));
+#elif defined(__x86_64__)
+	struct kvm_sregs s;
+	struct kvm_regs r;
+
+	ck_assert_int_eq(ioctl(v->vcpu_fd, KVM_GET_SREGS, &s), 0);
+	s.cs.base = s.ds.base = s.es.base = s.ss.base = 0;
+	s.cs.selector = s.ds.selector = s.es.selector = s.ss.selector = 0;
+	ck_assert_int_eq(ioctl(v->vcpu_fd, KVM_SET_SREGS, &s), 0);
+	memset(&r, 0, sizeof(r));
+	r.rip = entry;
+	r.rflags = 2;
+	r.rsp = 0x8000;
+	ck_assert_int_eq(ioctl(v->vcpu_fd, KVM_SET_REGS, &r), 0);
+#else
+	struct kvm_vcpu_init init;
+	struct kvm_one_reg reg;
+	uint64_t pc = entry;
+
+	ck_assert_int_eq(ioctl(v->vm_fd, KVM_ARM_PREFERRED_TARGET, &init), 0);
+	ck_assert_int_eq(ioctl(v->vcpu_fd, KVM_ARM_VCPU_INIT, &init), 0);
+	memset(&reg, 0, sizeof(reg));
+	reg.id = KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE |
+		 KVM_REG_ARM_CORE_REG(regs.pc);
+	reg.addr = (uintptr_t)&pc;
+	ck_assert_int_eq(ioctl(v->vcpu_fd, KVM_SET_ONE_REG, &reg), 0);
+#endif
+}
+
+void
+kt_vcpu_create(struct kt_vm *v, uint64_t entry)
+{
+	int r;
+
+	v->vcpu_fd = ioctl(v->vm_fd, KVM_CREATE_VCPU, 0);
+	ck_assert_msg(v->vcpu_fd >= 0, "KVM_CREATE_VCPU: %s",
+		      strerror(errno));
+	set_entry(v, entry);
+	r = memfault_vcpu_new(v->mvm, v->vcpu_fd, NULL, &v->mvcpu);
+	ck_assert_msg(r == 0, "memfault_vcpu_new: %s", strerror(-r));
+	ck_assert_int_eq(memfault_vcpu_get_run(v->mvcpu, &v->run), 0);
+}
+
+void
+kt_vm_destroy(struct kt_vm *v)
+{
+	memfault_vcpu_free(v->mvcpu);
+	memfault_vm_free(v->mvm);
+	if (v->vcpu_fd >= 0)
+		close(v->vcpu_fd);
+	if (v->gmem_map)
+		munmap(v->gmem_map, KT_TEST_SIZE);
+	if (v->gmem_fd >= 0)
+		close(v->gmem_fd);
+	if (v->vm_fd >= 0)
+		close(v->vm_fd);
+	if (v->test)
+		munmap(v->test, KT_TEST_SIZE);
+	if (v->mem0)
+		munmap(v->mem0, KT_SLOT0_SIZE);
+	memset(v, 0, sizeof(*v));
+}
+
+void
+kt_record(struct kt_vm *v, int rc)
+{
+	memset(&v->fault, 0, sizeof(v->fault));
+	v->get_fault_rc = memfault_vcpu_get_fault(v->mvcpu, &v->fault,
+						  sizeof(v->fault));
+	kres_run(KT_ARCH, v->scen, ++v->step, rc, v->run,
+		 v->get_fault_rc ? NULL : &v->fault, v->get_fault_rc);
+}
+
+int
+kt_run(struct kt_vm *v)
+{
+	int rc = memfault_vcpu_run(v->mvcpu);
+
+	kt_record(v, rc);
+	return rc;
+}
+
+void
+kt_expect_exit(struct kt_vm *v, int rc, uint32_t exit_reason)
+{
+	ck_assert_msg(rc == MEMFAULT_RUN_EXIT,
+		      "%s step %d: run returned %d, want EXIT", v->scen,
+		      v->step, rc);
+	ck_assert_msg(v->run->exit_reason == exit_reason,
+		      "%s step %d: exit_reason %u, want %u", v->scen, v->step,
+		      v->run->exit_reason, exit_reason);
+	ck_assert_int_eq(v->get_fault_rc, -ENODATA);
+}
+
+#if KT_X86
+static uint8_t *
+io_data(struct kt_vm *v)
+{
+	return (uint8_t *)v->run + v->run->io.data_offset;
+}
+
+void
+kt_expect_io_out(struct kt_vm *v, int rc, uint8_t data)
+{
+	kt_expect_exit(v, rc, KVM_EXIT_IO);
+	ck_assert_int_eq(v->run->io.direction, KVM_EXIT_IO_OUT);
+	ck_assert_int_eq(v->run->io.port, KT_PIO_PORT);
+	ck_assert_int_eq(v->run->io.size, 1);
+	ck_assert_int_eq(v->run->io.count, 1);
+	ck_assert_msg(*io_data(v) == data,
+		      "%s step %d: OUT data %#x, want %#x", v->scen, v->step,
+		      *io_data(v), data);
+}
+
+void
+kt_expect_io_in(struct kt_vm *v, int rc, uint8_t value)
+{
+	kt_expect_exit(v, rc, KVM_EXIT_IO);
+	ck_assert_int_eq(v->run->io.direction, KVM_EXIT_IO_IN);
+	ck_assert_int_eq(v->run->io.port, KT_PIO_PORT);
+	ck_assert_int_eq(v->run->io.size, 1);
+	ck_assert_int_eq(v->run->io.count, 1);
+	*io_data(v) = value;
+}
+#else
+void
+kt_expect_io_out(struct kt_vm *v, int rc, uint8_t data)
+{
+	(void)v, (void)rc, (void)data;
+	ck_abort_msg("no port IO on this architecture");
+}
+
+void
+kt_expect_io_in(struct kt_vm *v, int rc, uint8_t value)
+{
+	(void)v, (void)rc, (void)value;
+	ck_abort_msg("no port IO on this architecture");
+}
+#endif
+
+static uint64_t
+mmio_value(const uint8_t *d, uint32_t len)
+{
+	uint64_t x = 0;
+
+	for (uint32_t i = len; i-- > 0;)
+		x = (x << 8) | d[i];
+	return x;
+}
+
+void
+kt_expect_mmio_write(struct kt_vm *v, int rc, uint64_t gpa, uint32_t len,
+		     uint64_t data)
+{
+	kt_expect_exit(v, rc, KVM_EXIT_MMIO);
+	ck_assert_msg(v->run->mmio.is_write, "%s step %d: MMIO read, want write",
+		      v->scen, v->step);
+	ck_assert_msg(v->run->mmio.phys_addr == gpa,
+		      "%s step %d: MMIO addr %#llx, want %#llx", v->scen,
+		      v->step, (unsigned long long)v->run->mmio.phys_addr,
+		      (unsigned long long)gpa);
+	ck_assert_int_eq(v->run->mmio.len, len);
+	ck_assert_msg(mmio_value(v->run->mmio.data, len) == data,
+		      "%s step %d: MMIO data %#llx, want %#llx", v->scen,
+		      v->step,
+		      (unsigned long long)mmio_value(v->run->mmio.data, len),
+		      (unsigned long long)data);
+}
+
+void
+kt_expect_mmio_read(struct kt_vm *v, int rc, uint64_t gpa, uint32_t len,
+		    uint64_t value)
+{
+	kt_expect_exit(v, rc, KVM_EXIT_MMIO);
+	ck_assert_msg(!v->run->mmio.is_write,
+		      "%s step %d: MMIO write, want read", v->scen, v->step);
+	ck_assert_msg(v->run->mmio.phys_addr == gpa,
+		      "%s step %d: MMIO addr %#llx, want %#llx", v->scen,
+		      v->step, (unsigned long long)v->run->mmio.phys_addr,
+		      (unsigned long long)gpa);
+	ck_assert_int_eq(v->run->mmio.len, len);
+	for (uint32_t i = 0; i < len && i < 8; i++)
+		v->run->mmio.data[i] = (uint8_t)(value >> (8 * i));
+}
+
+void
+kt_expect_report(struct kt_vm *v, int rc, uint32_t value)
+{
+	if (REPORT_EXIT_MMIO)
+		kt_expect_mmio_write(v, rc, KT_MMIO_GPA + 12, 4, value);
+	else
+		kt_expect_io_out(v, rc, (uint8_t)value);
+}
+
+void
+kt_expect_fault(struct kt_vm *v, int rc, uint64_t gpa, uint64_t size,
+		uint64_t flags, uint64_t kernel_flags, int32_t error,
+		uint32_t origin)
+{
+	const struct memfault_fault *f = &v->fault;
+
+	ck_assert_msg(rc == MEMFAULT_RUN_MEMORY_FAULT,
+		      "%s step %d: run returned %d (exit %u), want MEMORY_FAULT",
+		      v->scen, v->step, rc, v->run->exit_reason);
+	ck_assert_int_eq(v->run->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	ck_assert_int_eq(v->get_fault_rc, 0);
+	ck_assert_msg(f->gpa == gpa, "fault.gpa %#llx, want %#llx",
+		      (unsigned long long)f->gpa, (unsigned long long)gpa);
+	ck_assert_msg(f->size == size, "fault.size %#llx, want %#llx",
+		      (unsigned long long)f->size, (unsigned long long)size);
+	ck_assert_msg(f->flags == flags, "fault.flags %#llx, want %#llx",
+		      (unsigned long long)f->flags,
+		      (unsigned long long)flags);
+	ck_assert_msg(f->kernel_flags == kernel_flags,
+		      "fault.kernel_flags %#llx, want %#llx",
+		      (unsigned long long)f->kernel_flags,
+		      (unsigned long long)kernel_flags);
+	ck_assert_int_eq(f->error, error);
+	ck_assert_int_eq(f->origin, origin);
+	for (int i = 0; i < 3; i++)
+		ck_assert_uint_eq(f->reserved[i], 0);
+}
+
+void
+kt_init(void)
+{
+	static bool done;
+
+	/* Line-buffered even into a pipe: Check forks a child per test,
+	 * and a buffered line would be printed twice. */
+	if (!done)
+		setvbuf(stdout, NULL, _IOLBF, 0);
+	done = true;
+}
+
+int
+kt_main(Suite *s)
+{
+	struct utsname u;
+	SRunner *sr;
+	int failed;
+
+	kt_init();
+	if (kt_kvm_fd() < 0) {
+		printf("# SKIP: /dev/kvm is missing or unusable\n");
+		srunner_free(srunner_create(s));
+		return 77;
+	}
+	if (!uname(&u))
+		printf("# kernel %s %s\n", u.release, u.machine);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

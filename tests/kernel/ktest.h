@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ktest: the real-kernel side of the kernel suite. Sets a VM up with raw
+ * KVM ioctls (KVM_CREATE_VM, memslots, guest_memfd, registers) and runs it
+ * through libmemfault's public API only. Every memfault_vcpu_run() is
+ * recorded as a KRES line (kres.h).
+ *
+ * Guest (code bytes in ktest.c, reference source in guest-x86.S and
+ * guest-arm64.S): three entry points.
+ *   KT_ENTRY_MAIN  the ordinary exits, then falls through to KT_ENTRY_LOAD
+ *     x86 (16-bit real mode at GPA 0x1000):
+ *       1 OUT 0x3f8 <- 0x42     2 IN 0x3f8 (VMM supplies V)
+ *       3 OUT 0x3f8 <- V        4 MMIO write 0xd0000 len 1 <- V
+ *       5 MMIO read 0xd0004 len 1 (VMM supplies W)
+ *       6 OUT 0x3f8 <- W
+ *     arm64 (EL1, MMU off, at GPA 0):
+ *       1 MMIO write 0x10000000 len 4 <- 0x42
+ *       2 MMIO read 0x10000004 len 4 (VMM supplies V)
+ *       3 MMIO write 0x10000008 len 4 <- V
+ *     A read value that never reached the guest shows: x86 would write
+ *     0x42 (still in %al), arm64 would repeat the read (the kernel
+ *     re-executes an uncompleted load).
+ *   KT_ENTRY_LOAD  load from KT_TEST_GPA, report the value (x86: OUT of the
+ *                  byte, then HLT; arm64: MMIO write to 0x1000000c), spin
+ *   KT_ENTRY_SPIN  a branch to itself: no exit until kicked
+ * The simulator build (KT_SIM) gives the vCPU the same program as a kvmsim
+ * guest script instead (ktest.c), so that both runs print the same lines.
+ */
+#ifndef MEMFAULT_TESTS_KTEST_H
+#define MEMFAULT_TESTS_KTEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <check.h>
+#include <linux/kvm.h>
+
+#include <memfault/memfault.h>
+
+#include "kres.h"
+
+/*
+ * The architecture of the guest and of the VMM code: the host's, or, in the
+ * simulator build (KT_SIM), the model KT_SIM_ARCH (enum memfault_arch), so
+ * that the arm64 scenarios also run on an x86-64 host.
+ */
+#if defined(KT_SIM)
+#if !defined(KT_SIM_ARCH)
+#error "KT_SIM needs KT_SIM_ARCH"
+#endif
+#define KT_X86 (KT_SIM_ARCH == 1)
+#define KT_ARM64 (KT_SIM_ARCH == 2)
+#elif defined(__x86_64__)
+#define KT_X86 1
+#define KT_ARM64 0
+#elif defined(__aarch64__)
+#define KT_X86 0
+#define KT_ARM64 1
+#else
+#error "the kernel suite supports x86_64 and aarch64"
+#endif
+
+#if KT_X86
+#define KT_ARCH MEMFAULT_ARCH_X86_64
+#define KT_CODE_GPA 0x1000ull
+#define KT_ENTRY_MAIN (KT_CODE_GPA + 0x00)
+#define KT_ENTRY_LOAD (KT_CODE_GPA + 0x16)
+#define KT_ENTRY_SPIN (KT_CODE_GPA + 0x23)
+#define KT_TEST_GPA 0x20000ull
+#define KT_MMIO_GPA 0xd0000ull
+#define KT_PIO_PORT 0x3f8
+#elif KT_ARM64
+#define KT_ARCH MEMFAULT_ARCH_ARM64
+#define KT_CODE_GPA 0x0ull
+#define KT_ENTRY_MAIN (KT_CODE_GPA + 0x00)
+#define KT_ENTRY_LOAD (KT_CODE_GPA + 0x18)
+#define KT_ENTRY_SPIN (KT_CODE_GPA + 0x28)
+#define KT_TEST_GPA 0x20000000ull
+#define KT_MMIO_GPA 0x10000000ull
+#else
+#error "unknown KT_SIM_ARCH"
+#endif
+
+#define KT_SLOT0_SIZE 0x10000ull
+#define KT_TEST_SIZE 0x2000ull
+/* What the guest finds at KT_TEST_GPA in a normal slot. */
+#define KT_PATTERN 0x5a
+
+/* One VM with one vCPU. */
+struct kt_vm {
+	const char *scen; /* scenario name for the KRES lines */
+	int step;         /* last KRES step printed */
+	int vm_fd;
+	int vcpu_fd;
+	void *mem0;
+	void *test; /* normal test slot memory, or NULL */
+	int gmem_fd;
+	void *gmem_map;
+	struct memfault_vm *mvm;
+	struct memfault_vcpu *mvcpu;
+	struct kvm_run *run;
+	struct memfault_fault fault; /* of the last run */
+	int get_fault_rc;            /* memfault_vcpu_get_fault() of the last run */
+};
+
+/* /dev/kvm, opened once; -1 if it is missing or unusable. */
+int kt_kvm_fd(void);
+/* Host page size. */
+uint64_t kt_page_size(void);
+/* uname -r starts with @prefix (KT_SIM: the model is 7.2.0-kvmsim). */
+bool kt_kernel_is(const char *prefix);
+
+/* A VM of @type with slot 0 (code) and a memfault_vm; no vCPU yet. */
+void kt_vm_create(struct kt_vm *v, unsigned long type, const char *scen);
+/* Slot 1 at KT_TEST_GPA: anonymous memory filled with KT_PATTERN. */
+void kt_vm_normal_slot(struct kt_vm *v);
+/* Slot 1 at KT_TEST_GPA backed by a new guest_memfd with @gmem_flags, also
+ * mmap()ed (when MMAP is in @gmem_flags) and filled with KT_PATTERN. */
+void kt_vm_gmem_slot(struct kt_vm *v, uint64_t gmem_flags);
+/* KVM_SET_MEMORY_ATTRIBUTES; returns 0 or -errno. */
+int kt_vm_set_attributes(struct kt_vm *v, uint64_t gpa, uint64_t size,
+			 uint64_t attributes);
+/* vCPU 0 starting at @entry, wrapped with memfault_vcpu_new(). */
+void kt_vcpu_create(struct kt_vm *v, uint64_t entry);
+void kt_vm_destroy(struct kt_vm *v);
+
+/* memfault_vcpu_run() once; records it as the next KRES step. */
+int kt_run(struct kt_vm *v);
+/* Print a KRES line for a result obtained elsewhere (another thread). */
+void kt_record(struct kt_vm *v, int rc);
+
+/* Assertions on the last run. */
+void kt_expect_exit(struct kt_vm *v, int rc, uint32_t exit_reason);
+void kt_expect_io_out(struct kt_vm *v, int rc, uint8_t data);
+/* Expect an IN exit and supply @value. */
+void kt_expect_io_in(struct kt_vm *v, int rc, uint8_t value);
+void kt_expect_mmio_write(struct kt_vm *v, int rc, uint64_t gpa,
+			  uint32_t len, uint64_t data);
+/* Expect an MMIO read and supply @value. */
+void kt_expect_mmio_read(struct kt_vm *v, int rc, uint64_t gpa, uint32_t len,
+			 uint64_t value);
+/* Expect the guest to report @value loaded from KT_TEST_GPA. */
+void kt_expect_report(struct kt_vm *v, int rc, uint32_t value);
+void kt_expect_fault(struct kt_vm *v, int rc, uint64_t gpa, uint64_t size,
+		     uint64_t flags, uint64_t kernel_flags, int32_t error,
+		     uint32_t origin);
+
+/* Make stdout line-buffered; call before any output. Idempotent. */
+void kt_init(void);
+/* Run a suite (Check CK_ENV verbosity); 77 without a usable /dev/kvm. */
+int kt_main(Suite *s);
+#if defined(KT_SIM)
+/* Forget the cached /dev/kvm fd (after kvmsim_reset() closed it). */
+void kt_kvm_forget(void);
+#endif
+
+/* The suites, one per test executable (test-kernel-*.c). */
+Suite *kt_suite_exits(void);
+Suite *kt_suite_faults(void);
+Suite *kt_suite_kick(void);
+Suite *kt_suite_features(void);
+Suite *kt_suite_swprot(void);
+
+#endif /* MEMFAULT_TESTS_KTEST_H */

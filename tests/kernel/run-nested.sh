@@ -1,0 +1,549 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# run-nested.sh ARCH - run the kernel suite (tests/kernel) against a real
+# Linux KVM on a host without /dev/kvm: boot a Debian kernel under QEMU TCG
+# with emulated virtualization (x86_64: AMD SVM + NPT; arm64: EL2/VHE +
+# GICv3), with the suite's static test binaries in the initramfs.
+#
+#   tests/kernel/run-nested.sh x86_64
+#   tests/kernel/run-nested.sh arm64
+#
+# Steps: (a) get a kernel, (b) build the test binaries statically with
+# libmemfault and Check compiled in, (c) build an initramfs, (d) boot it,
+# print the kernel version and the result of every scenario, and (e) compare
+# the VMM-visible results (KRES lines) with the same scenarios run on the KVM
+# simulator (tests/kernel/test-kernel-diff-sim-ARCH).
+#
+# Exit status: 0 all passed; 1 a test failed; 2 a guest never reported
+# (panic, hang, timeout); 3 the tests passed but the kernel and the
+# simulator disagree; 77 cannot run here (no kernel, QEMU or toolchain).
+#
+# Environment (defaults in brackets):
+#   MEMFAULT_KERNEL_DIR      directory with debian-7.2.13/ARCH (pinned kernels)
+#                            and x86_64-swprot/bzImage; without it the current
+#                            Debian sid cloud kernel is downloaded with a
+#                            private apt configuration
+#   MEMFAULT_NESTED_WORK     scratch directory [${TMPDIR:-/tmp}/memfault-nested]
+#   MEMFAULT_NESTED_CACHE    apt lists, .debs, the arm64 Check sysroot
+#                            [${XDG_CACHE_HOME:-$HOME/.cache}/libmemfault-nested]
+#   MEMFAULT_NESTED_TIMEOUT  seconds per boot before it counts as hung [240]
+#   MEMFAULT_NESTED_DIFF     1: differential check against the simulator,
+#                            0: skip it [1]
+#   MEMFAULT_BUILD_DIR       a meson build directory of this tree that has
+#                            built tests/kernel/test-kernel-diff-sim-ARCH;
+#                            without it one is set up under the work directory
+#   MEMFAULT_MIRROR          Debian mirror [http://deb.debian.org/debian]
+#
+# The system's apt configuration and state (/etc/apt, /var/lib/apt) are
+# never touched: downloads use apt-get download with a private
+# sources.list, lists and cache under MEMFAULT_NESTED_CACHE.
+set -euo pipefail
+
+usage() {
+	sed -n '3,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+}
+
+ARCH=${1:-}
+case $ARCH in
+x86_64 | arm64) ;;
+-h | --help)
+	usage
+	exit 0
+	;;
+*)
+	usage >&2
+	exit 64
+	;;
+esac
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+WORK_BASE=${MEMFAULT_NESTED_WORK:-${TMPDIR:-/tmp}/memfault-nested}
+WORK=$WORK_BASE/$ARCH
+CACHE=${MEMFAULT_NESTED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/libmemfault-nested}
+TIMEOUT=${MEMFAULT_NESTED_TIMEOUT:-240}
+MIRROR=${MEMFAULT_MIRROR:-http://deb.debian.org/debian}
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+T_START=$(date +%s.%N)
+
+log() { printf '[run-nested %s %s] %s\n' "$ARCH" "$(date +%T)" "$*" >&2; }
+skip() {
+	log "SKIP: $*"
+	exit 77
+}
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+
+if [ "$ARCH" = x86_64 ]; then
+	DEBARCH=amd64
+	QEMU=qemu-system-x86_64
+	CC=${CC_X86_64:-gcc}
+	UAPI_ARCH=asm-x86
+	MULTIARCH=x86_64-linux-gnu
+else
+	DEBARCH=arm64
+	QEMU=qemu-system-aarch64
+	CC=${CC_ARM64:-aarch64-linux-gnu-gcc}
+	UAPI_ARCH=asm-arm64
+	MULTIARCH=aarch64-linux-gnu
+fi
+
+for tool in "$QEMU" "$CC" cpio gzip xz timeout; do
+	command -v "$tool" > /dev/null ||
+		skip "$tool not found (Debian: qemu-system-x86 qemu-system-arm gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross cpio xz-utils)"
+done
+
+mkdir -p "$WORK" "$CACHE"
+
+# ---- private apt configuration ----------------------------------------------
+
+# apt_setup SUITE ARCH...: a sources.list, lists and cache of our own under
+# $CACHE/apt-SUITE-ARCH...; sets APT_OPTS. Refreshed when older than a day.
+APT_OPTS=()
+apt_setup() {
+	local suite=$1
+	shift
+	local d archs a
+	archs=$(
+		IFS=,
+		echo "$*"
+	)
+	d=$CACHE/apt-$suite-${archs//,/-}
+	[ -r "$KEYRING" ] || return 1
+	command -v apt-get > /dev/null || return 1
+	mkdir -p "$d/lists/partial" "$d/cache/archives/partial"
+	: > "$d/status"
+	echo "deb [arch=$archs signed-by=$KEYRING] $MIRROR $suite main" > "$d/sources.list"
+	APT_OPTS=(-q -o "Dir::Etc::SourceList=$d/sources.list" -o Dir::Etc::SourceParts=/dev/null
+		-o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache"
+		-o "Dir::State::status=$d/status"
+		-o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null
+		-o "APT::Architecture=$1" -o Debug::NoLocking=1 -o APT::Sandbox::User=root
+		-o Acquire::Languages=none)
+	for a in "$@"; do APT_OPTS+=(-o "APT::Architectures::=$a"); done
+	if [ -z "$(find "$d/lists" -maxdepth 1 -name '*Packages*' -mmin -1440 2> /dev/null)" ]; then
+		log "apt-get update ($suite: $archs, private configuration)"
+		apt-get "${APT_OPTS[@]}" update > "$d/update.log" 2>&1 || {
+			cat "$d/update.log" >&2
+			return 1
+		}
+	fi
+}
+
+# apt_download DIR PKG...: apt-get download into DIR (kept as a cache).
+apt_download() {
+	local dir=$1
+	shift
+	mkdir -p "$dir"
+	(cd "$dir" && apt-get "${APT_OPTS[@]}" download "$@" > download.log 2>&1) || {
+		cat "$dir/download.log" >&2
+		return 1
+	}
+}
+
+# ---- (a) kernel ---------------------------------------------------------------
+
+KERNEL= # the image QEMU boots
+KERNEL_DESC=
+MODULES_DIR= # x86: plain .ko files to load
+BUSYBOX=
+SWPROT_KERNEL=
+
+pinned_kernel() {
+	local kd=${MEMFAULT_KERNEL_DIR:-}/debian-7.2.13/$ARCH
+	[ -n "${MEMFAULT_KERNEL_DIR:-}" ] || return 1
+	if [ "$ARCH" = x86_64 ]; then
+		[ -r "$kd/vmlinuz" ] && [ -d "$kd/modules" ] || return 1
+		KERNEL=$kd/vmlinuz
+		MODULES_DIR=$WORK/modules
+		rm -rf "$MODULES_DIR"
+		mkdir -p "$MODULES_DIR"
+		local m
+		for m in "$kd"/modules/*.ko.xz; do
+			xz -dc "$m" > "$MODULES_DIR/$(basename "$m" .xz)"
+		done
+		if [ -r "$MEMFAULT_KERNEL_DIR/x86_64-swprot/bzImage" ]; then
+			SWPROT_KERNEL=$MEMFAULT_KERNEL_DIR/x86_64-swprot/bzImage
+		fi
+	else
+		[ -r "$kd/Image.xz" ] && [ -r "$kd/busybox.xz" ] || return 1
+		KERNEL=$WORK/Image
+		if [ ! -s "$KERNEL" ] || [ "$kd/Image.xz" -nt "$KERNEL" ]; then
+			xz -dc "$kd/Image.xz" > "$KERNEL.tmp" && mv "$KERNEL.tmp" "$KERNEL"
+		fi
+		BUSYBOX=$WORK/busybox
+		xz -dc "$kd/busybox.xz" > "$BUSYBOX"
+		chmod +x "$BUSYBOX"
+	fi
+	KERNEL_DESC="pinned Debian 7.2.13 ($kd)"
+}
+
+sid_kernel() {
+	log "no pinned kernel (MEMFAULT_KERNEL_DIR); trying Debian sid"
+	apt_setup sid "$DEBARCH" || return 1
+	local meta=linux-image-cloud-$DEBARCH abi kname
+	abi=$(apt-cache "${APT_OPTS[@]}" depends "$meta:$DEBARCH" 2> /dev/null |
+		sed -n "s/.*Depends: linux-image-\([0-9][^ :]*\)-cloud-$DEBARCH\(:$DEBARCH\)\{0,1\}\$/\1/p" | head -1)
+	[ -n "$abi" ] || {
+		log "cannot resolve the kernel ABI from $meta"
+		return 1
+	}
+	kname=$abi-cloud-$DEBARCH
+	local d=$CACHE/sid-$kname
+	if [ ! -e "$d/ok" ]; then
+		local pkgs=("linux-binary-$kname:$DEBARCH")
+		[ "$ARCH" = x86_64 ] && pkgs+=("linux-modules-$kname:$DEBARCH")
+		[ "$ARCH" = arm64 ] && pkgs+=("busybox-static:arm64")
+		log "downloading ${pkgs[*]}"
+		rm -rf "$d"
+		apt_download "$d/debs" "${pkgs[@]}" || return 1
+		local deb
+		for deb in "$d"/debs/*.deb; do dpkg-deb -x "$deb" "$d/x"; done
+		touch "$d/ok"
+	fi
+	KERNEL=$d/x/usr/lib/modules/$kname/vmlinuz
+	[ -r "$KERNEL" ] || return 1
+	if [ "$(head -c2 "$KERNEL" | od -An -tx1 | tr -d ' \n')" = 1f8b ]; then
+		gzip -dc "$KERNEL" > "$WORK/Image"
+		KERNEL=$WORK/Image
+	fi
+	if [ "$ARCH" = x86_64 ]; then
+		MODULES_DIR=$WORK/modules
+		rm -rf "$MODULES_DIR"
+		mkdir -p "$MODULES_DIR"
+		local m f
+		for m in virt/lib/irqbypass arch/x86/kvm/kvm drivers/crypto/ccp/ccp arch/x86/kvm/kvm-amd; do
+			f=$d/x/usr/lib/modules/$kname/kernel/$m.ko.xz
+			if [ -e "$f" ]; then xz -dc "$f" > "$MODULES_DIR/$(basename "$m").ko"; fi
+		done
+	else
+		BUSYBOX=$d/x/bin/busybox
+		[ -x "$BUSYBOX" ] || BUSYBOX=$d/x/usr/bin/busybox
+	fi
+	KERNEL_DESC="Debian sid $kname"
+}
+
+T0=$(date +%s.%N)
+pinned_kernel || sid_kernel || skip "no kernel: set MEMFAULT_KERNEL_DIR or allow downloads from $MIRROR"
+if [ "$ARCH" = x86_64 ]; then
+	BUSYBOX=$(command -v busybox || true)
+	# ldd fails on a static executable
+	if [ -z "$BUSYBOX" ] || ldd "$BUSYBOX" > /dev/null 2>&1; then
+		skip "need a static busybox on the host (Debian: busybox-static)"
+	fi
+fi
+log "kernel: $KERNEL_DESC${SWPROT_KERNEL:+; SW_PROTECTED kernel: $SWPROT_KERNEL} ($(elapsed "$T0") s)"
+
+# ---- (b) static test binaries ------------------------------------------------------
+
+T0=$(date +%s.%N)
+CHECK_INC=()
+CHECK_LIBS=()
+if [ "$ARCH" = x86_64 ]; then
+	libdir=/usr/lib/$MULTIARCH
+	if [ ! -e "$libdir/libsubunit.a" ] || [ ! -e "$libdir/libcheck_pic.a" ]; then
+		if [ "$(id -u)" = 0 ]; then
+			log "installing check libsubunit-dev (static Check for the guest binaries)"
+			apt-get install -y -q --no-install-recommends check libsubunit-dev > "$WORK/apt-install.log" 2>&1 || true
+		fi
+		if [ ! -e "$libdir/libsubunit.a" ] || [ ! -e "$libdir/libcheck_pic.a" ]; then
+			skip "need the static Check libraries (Debian: check libsubunit-dev)"
+		fi
+	fi
+	CHECK_LIBS=("$libdir/libcheck_pic.a" "$libdir/libsubunit.a")
+else
+	# Debian bookworm's arm64 Check, unpacked into a sysroot of our own.
+	sysroot=$CACHE/arm64-check-sysroot
+	if [ ! -e "$sysroot/ok" ]; then
+		log "fetching Check for arm64 (bookworm check, libsubunit-dev)"
+		apt_setup bookworm arm64 ||
+			skip "cannot reach $MIRROR for Debian bookworm arm64 (Check for the guest binaries)"
+		rm -rf "$sysroot"
+		apt_download "$CACHE/arm64-check-debs" check:arm64 libsubunit-dev:arm64 libsubunit0:arm64 ||
+			skip "cannot download check:arm64 / libsubunit-dev:arm64"
+		for deb in "$CACHE"/arm64-check-debs/*.deb; do dpkg-deb -x "$deb" "$sysroot"; done
+		touch "$sysroot/ok"
+	fi
+	CHECK_INC=(-isystem "$sysroot/usr/include")
+	CHECK_LIBS=("$sysroot/usr/lib/$MULTIARCH/libcheck_pic.a" "$sysroot/usr/lib/$MULTIARCH/libsubunit.a")
+fi
+
+# memfault-version.h, as meson generates it, from the project version.
+version=$(sed -n "s/^[[:space:]]*version: '\([0-9]*\.[0-9]*\.[0-9]*\)',.*/\1/p" "$SRC/meson.build" | head -1)
+[ -n "$version" ] || {
+	log "cannot read the project version from meson.build"
+	exit 1
+}
+IFS=. read -r v_major v_minor v_micro <<< "$version"
+mkdir -p "$WORK/include/memfault"
+sed -e "s/@MAJOR@/$v_major/" -e "s/@MINOR@/$v_minor/" -e "s/@MICRO@/$v_micro/" \
+	"$SRC/include/memfault/memfault-version.h.in" > "$WORK/include/memfault/memfault-version.h"
+
+CFLAGS=(-std=c11 -O2 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -fvisibility=hidden
+	-I"$SRC/include" -I"$WORK/include" -I"$SRC/lib"
+	-isystem "$SRC/lib/uapi" -isystem "$SRC/lib/uapi/$UAPI_ARCH" "${CHECK_INC[@]}")
+OBJ=$WORK/obj
+BIN=$WORK/ktests
+rm -rf "$OBJ" "$BIN"
+mkdir -p "$OBJ" "$BIN"
+objs=()
+for c in "$SRC"/lib/*.c "$SRC/tests/kernel/ktest.c" "$SRC/tests/kernel/kres.c"; do
+	o=$OBJ/$(basename "$(dirname "$c")")-$(basename "$c" .c).o
+	"$CC" "${CFLAGS[@]}" -c "$c" -o "$o" &
+	objs+=("$o")
+done
+wait_all() {
+	local rc=0 pid
+	for pid in $(jobs -p); do wait "$pid" || rc=1; done
+	return "$rc"
+}
+wait_all || {
+	log "compiling libmemfault or the suite failed"
+	exit 1
+}
+tests=()
+for c in "$SRC"/tests/kernel/test-kernel-*.c; do
+	name=$(basename "$c" .c)
+	case $name in *-diff-sim) continue ;; esac
+	tests+=("$name")
+	"$CC" "${CFLAGS[@]}" -static -pthread -o "$BIN/$name" "$c" "${objs[@]}" "${CHECK_LIBS[@]}" -lm -lrt &
+done
+wait_all || {
+	log "linking the static test binaries failed"
+	exit 1
+}
+log "built ${#tests[@]} static test binaries with $CC ($(elapsed "$T0") s)"
+
+# ---- (c) initramfs ------------------------------------------------------------
+
+T0=$(date +%s.%N)
+ROOT=$WORK/root
+rm -rf "$ROOT"
+mkdir -p "$ROOT"/bin "$ROOT"/dev "$ROOT"/proc "$ROOT"/sys "$ROOT"/tmp "$ROOT"/lib/modules
+cp "$BUSYBOX" "$ROOT/bin/busybox"
+cp -a "$BIN" "$ROOT/ktests"
+if [ -n "$MODULES_DIR" ]; then cp "$MODULES_DIR"/*.ko "$ROOT/lib/modules/"; fi
+cat > "$ROOT/init" << 'EOF'
+#!/bin/busybox sh
+# SPDX-License-Identifier: MIT
+# /init of the kernel-suite initramfs (written by tests/kernel/run-nested.sh)
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+# Only errors from the kernel on the console while the tests print.
+dmesg -n 3
+only=
+for arg in $(cat /proc/cmdline); do
+	case $arg in ksuite.only=*) only=${arg#ksuite.only=} ;; esac
+done
+if [ ! -e /dev/kvm ]; then
+	for m in irqbypass kvm ccp kvm-amd; do
+		if [ -e /lib/modules/$m.ko ]; then
+			insmod /lib/modules/$m.ko || echo "KSUITE: insmod $m failed"
+		fi
+	done
+fi
+echo "KSUITE: uname $(uname -r) $(uname -m)"
+echo "KSUITE: kvm $(ls -l /dev/kvm 2>&1)"
+export CK_VERBOSITY=verbose CK_DEFAULT_TIMEOUT=120 MEMFAULT_KTEST_ANY_KERNEL=1
+rc=0
+for t in /ktests/*; do
+	name=${t##*/}
+	if [ -n "$only" ] && [ "$name" != "$only" ]; then continue; fi
+	echo "KSUITE: run $name"
+	"$t"
+	r=$?
+	case $r in
+	0) res=PASS ;;
+	77) res=SKIP ;;
+	*) res=FAIL; rc=1 ;;
+	esac
+	echo "KSUITE: result $name $res $r"
+done
+dmesg | grep -E 'BUG|WARNING|Oops|Call Trace|kvm' | sed 's/^/KSUITE-dmesg: /'
+echo "KSUITE_RC=$rc"
+reboot -f
+EOF
+chmod +x "$ROOT/init"
+(cd "$ROOT" && find . | cpio -o -H newc --quiet | gzip -1 > "$WORK/initrd.gz")
+log "initramfs $WORK/initrd.gz, $(du -h "$WORK/initrd.gz" | cut -f1) ($(elapsed "$T0") s)"
+
+# ---- (d) boot -------------------------------------------------------------------
+
+# qemu_cmd KERNEL EXTRA_APPEND: the QEMU command line in QCMD.
+QCMD=()
+qemu_cmd() {
+	if [ "$ARCH" = x86_64 ]; then
+		# TCG "max" is an AuthenticAMD CPU with svm and npt; -smp 1 because
+		# x86 MTTCG hit a text_poke int3 oops once (nested-kvm README).
+		QCMD=("$QEMU" -accel tcg -cpu max -m 2G -smp 1)
+		local append="console=ttyS0"
+	else
+		# pauth-impdef: QEMU's default QARMA5 emulation doubles boot time.
+		local machine=virt,virtualization=on,gic-version=3 cpu=max,pauth-impdef=on
+		QCMD=("$QEMU" -accel tcg -M "$machine" -cpu "$cpu" -m 2G -smp 2)
+		local append="console=ttyAMA0"
+	fi
+	QCMD+=(-nographic -no-reboot -nic none -kernel "$1" -initrd "$WORK/initrd.gz"
+		-append "$append panic=-1 quiet $2")
+}
+
+# The serial console without CRs and the firmware's terminal escapes.
+console_filter() {
+	tr -d '\r' | sed -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1b[A-Za-z]//g'
+}
+
+# boot NAME KERNEL EXTRA_APPEND [tee]: run QEMU, console to $WORK/NAME.log
+# (and to stdout with "tee"); sets BOOT_RC (KSUITE_RC, or 2) and BOOT_TIME.
+boot() {
+	local name=$1 kernel=$2 extra=$3 show=${4:-} log=$WORK/$1.log t0 rc
+	qemu_cmd "$kernel" "$extra"
+	log "boot $name: ${QCMD[*]}"
+	t0=$(date +%s.%N)
+	if [ "$show" = tee ]; then
+		timeout "$TIMEOUT" "${QCMD[@]}" < /dev/null 2>&1 | console_filter | tee "$log" || true
+	else
+		timeout "$TIMEOUT" "${QCMD[@]}" < /dev/null 2>&1 | console_filter > "$log" || true
+	fi
+	elapsed "$t0" > "$WORK/$name.time"
+	rc=$(sed -n 's/^KSUITE_RC=\([0-9]*\).*/\1/p' "$log" | tail -1)
+	echo "${rc:-2}" > "$WORK/$name.rc"
+}
+
+rm -f "$WORK"/*.log "$WORK"/*.rc "$WORK"/*.time
+T0=$(date +%s.%N)
+boots=(stock)
+if [ -n "$SWPROT_KERNEL" ]; then
+	# In parallel: each x86 QEMU uses one TCG thread.
+	boots+=(swprot)
+	boot swprot "$SWPROT_KERNEL" ksuite.only=test-kernel-swprot &
+fi
+boot stock "$KERNEL" "" tee
+wait
+if [ "$ARCH" = x86_64 ] && [ -z "$SWPROT_KERNEL" ]; then
+	log "SW_PROTECTED scenarios: SKIP (no \$MEMFAULT_KERNEL_DIR/x86_64-swprot/bzImage)"
+fi
+if [ -n "$SWPROT_KERNEL" ]; then
+	log "console of the SW_PROTECTED boot ($WORK/swprot.log):"
+	grep -E '^(KSUITE|KRES|#|[^ ]+\.c:[0-9]+:[PFE]:)' "$WORK/swprot.log" || true
+fi
+BOOT_WALL=$(elapsed "$T0")
+
+# ---- report -------------------------------------------------------------------------
+
+RC=0
+printf '\n== kernel suite, %s ==\n' "$ARCH"
+for b in "${boots[@]}"; do
+	log_f=$WORK/$b.log
+	brc=$(cat "$WORK/$b.rc")
+	kver=$(sed -n 's/^KSUITE: uname \([^ ]*\).*/\1/p' "$log_f" | head -1)
+	printf 'boot %-7s kernel %-32s QEMU wall %5s s  KSUITE_RC=%s\n' "$b" "${kver:-?}" \
+		"$(cat "$WORK/$b.time")" "$brc"
+	[ "$brc" = 0 ] || {
+		[ "$brc" = 2 ] && log "boot $b: the guest never reported (panic or timeout): see $log_f"
+		if [ "$RC" = 0 ] || [ "$brc" = 2 ]; then RC=$brc; fi
+	}
+done
+printf '%-8s %-20s %-7s %s\n' arch scenario result note
+for b in "${boots[@]}"; do
+	# Check verbose lines: file:line:P|F|E:tcase:test:iter: message; and
+	# the executables that exited 77 as a whole.
+	awk -v arch="$ARCH" -v boot="$b" '
+	BEGIN { note = boot == "stock" ? "" : "[" boot " kernel] " }
+	/^[^ :]+\.c:[0-9]+:[PFE]:[^:]+:[^:]+:[0-9]+:/ {
+		split($0, p, ":")
+		res = p[3] == "P" ? "PASS" : (p[3] == "F" ? "FAIL" : "ERROR")
+		name = p[5]; gsub("_", "-", name)
+		msg = ""
+		if (res != "PASS") {
+			msg = $0
+			for (i = 0; i < 6; i++) msg = substr(msg, index(msg, ":") + 1)
+			sub(/^ /, "", msg)
+		}
+		printf "%-8s %-20s %-7s %s%s\n", arch, name, res, note, msg
+	}
+	/^# SKIP:/ { why = $0; sub(/^# SKIP: /, "", why) }
+	/^KSUITE: run / { why = "" }
+	/^KSUITE: result [^ ]+ SKIP/ {
+		printf "%-8s %-20s %-7s %s%s: %s\n", arch, "(" $3 ")", "SKIP", note, $3, why
+	}
+	/^KSUITE: result [^ ]+ FAIL/ {
+		printf "%-8s %-20s %-7s %s%s exited %s\n", arch, "(" $3 ")", "FAIL", note, $3, $5
+	}
+	' "$WORK/$b.log"
+done
+
+# ---- (e) differential check against the simulator ---------------------------------
+
+diff_check() {
+	local sim_bin bdir
+	if [ -n "${MEMFAULT_BUILD_DIR:-}" ]; then
+		sim_bin=$MEMFAULT_BUILD_DIR/tests/kernel/test-kernel-diff-sim-$ARCH
+		if [ ! -x "$sim_bin" ]; then
+			log "differential check: $sim_bin not built"
+			return 1
+		fi
+	else
+		if [ ! -e "$SRC/tests/sim/meson.build" ]; then
+			log "differential check: SKIP (no simulator in tests/sim)"
+			return 0
+		fi
+		command -v meson > /dev/null || {
+			log "differential check: SKIP (no meson)"
+			return 0
+		}
+		bdir=$WORK_BASE/build-sim
+		# Shared by both arches, which may run at the same time.
+		: > "$WORK/sim-build.log"
+		if ! (
+			if command -v flock > /dev/null; then flock 9; fi
+			if [ ! -e "$bdir/build.ninja" ]; then
+				meson setup "$bdir" "$SRC" -Dexamples=false >> "$WORK/sim-build.log" 2>&1 || exit 1
+			fi
+			ninja -C "$bdir" "tests/kernel/test-kernel-diff-sim-$ARCH" >> "$WORK/sim-build.log" 2>&1
+		) 9> "$WORK_BASE/build-sim.lock"; then
+			cat "$WORK/sim-build.log" >&2
+			return 1
+		fi
+		sim_bin=$bdir/tests/kernel/test-kernel-diff-sim-$ARCH
+	fi
+	local sim_rc=0
+	CK_VERBOSITY=verbose "$sim_bin" > "$WORK/sim.log" 2>&1 || sim_rc=$?
+	grep "^KRES $ARCH " "$WORK/sim.log" > "$WORK/sim.kres" || true
+	local b
+	for b in "${boots[@]}"; do
+		grep -h "^KRES $ARCH " "$WORK/$b.log" || true
+	done > "$WORK/kernel.kres"
+	if [ "$sim_rc" != 0 ]; then
+		log "differential check: the simulator run failed its own assertions ($WORK/sim.log):"
+		grep -E '^[^ ]+\.c:[0-9]+:[FE]:' "$WORK/sim.log" >&2 || true
+	fi
+	# Step by step, key by key (kres-diff.awk); scenarios the kernel did
+	# not run (a SKIP) are not compared.
+	awk -f "$SRC/tests/kernel/kres-diff.awk" "$WORK/sim.kres" "$WORK/kernel.kres" > "$WORK/diff.txt" || true
+	local nk ns
+	nk=$(wc -l < "$WORK/kernel.kres")
+	ns=$(wc -l < "$WORK/sim.kres")
+	if [ -s "$WORK/diff.txt" ]; then
+		sort "$WORK/diff.txt"
+		log "differential check: FAILED, kernel and simulator differ ($nk kernel lines, $ns simulator lines)"
+		return 1
+	fi
+	if [ "$nk" = 0 ]; then
+		log "differential check: no KRES lines from the kernel run"
+		return 1
+	fi
+	log "differential check: $nk kernel result lines, all equal to the simulator's (kvmsim $ARCH, level 7.2)"
+	[ "$sim_rc" = 0 ]
+}
+
+if [ "${MEMFAULT_NESTED_DIFF:-1}" = 1 ]; then
+	T0=$(date +%s.%N)
+	if ! diff_check; then
+		if [ "$RC" = 0 ]; then RC=3; fi
+	fi
+	log "differential check took $(elapsed "$T0") s"
+fi
+
+log "boots $BOOT_WALL s, total $(elapsed "$T_START") s, exit $RC"
+exit "$RC"

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The kernel suite's scenarios on the KVM simulator (tests/sim), for the
+ * differential check against a real kernel.
+ *
+ * Built once per architecture model (KT_SIM_ARCH = 1 x86_64, 2 arm64) from
+ * the very test-kernel-*.c sources that run on the real kernel, with
+ * KT_SIM: the VMM code is the same, only the guest is a kvmsim script
+ * instead of machine code (ktest.c). The simulator models Linux 7.2 with its
+ * default quirks, as the pinned Debian 7.2.13 kernel; the SW_PROTECTED
+ * scenarios run with KVMSIM_Q_SW_PROTECTED_VM on, as the x86_64-swprot
+ * kernel. Every scenario asserts the same expectations as on the real
+ * kernel, and prints the same KRES lines, which run-nested.sh compares with
+ * those of the real run, key by key.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <kvmsim.h>
+
+#include "ktest.h"
+
+static int
+run_suites(uint64_t extra_quirks, Suite *first, ...)
+{
+	struct kvmsim_config cfg;
+	Suite *s;
+	SRunner *sr;
+	va_list ap;
+	int r, failed;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.arch = KT_SIM_ARCH;
+	cfg.level = KVMSIM_LEVEL_7_2;
+	cfg.quirks = kvmsim_default_quirks(cfg.arch, cfg.level) | extra_quirks;
+	r = kvmsim_reset(&cfg);
+	if (r) {
+		printf("# kvmsim_reset: %s\n", strerror(-r));
+		return 1;
+	}
+	kt_kvm_forget();
+	printf("# kvmsim model %s, level 7.2, quirks %#llx\n",
+	       kres_arch_name(cfg.arch), (unsigned long long)cfg.quirks);
+	if (kt_kvm_fd() < 0)
+		return 1;
+	sr = srunner_create(first);
+	va_start(ap, first);
+	while ((s = va_arg(ap, Suite *)))
+		srunner_add_suite(sr, s);
+	va_end(ap);
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed;
+}
+
+int
+main(void)
+{
+	int failed;
+
+	kt_init();
+	failed = run_suites(0, kt_suite_features(), kt_suite_exits(),
+			    kt_suite_faults(), kt_suite_kick(), (Suite *)NULL);
+#if KT_X86
+	failed += run_suites(KVMSIM_Q_SW_PROTECTED_VM, kt_suite_swprot(),
+			     (Suite *)NULL);
+#endif
+	return failed ? 1 : 0;
+}
