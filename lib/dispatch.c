@@ -67,7 +67,7 @@ now_ns(void)
 }
 
 /* A handler's verdict, checked: anything else is the handler's bug. */
-static int
+static inline int
 checked(struct memfault_vcpu *vcpu, const char *what, int v, uint64_t t0)
 {
 	memfault_stat_add(&vcpu->stats.handler_ns, now_ns() - t0);
@@ -100,11 +100,11 @@ resolve_userfault(struct memfault_vcpu *vcpu, const struct memfault_fault *f)
 		return MEMFAULT_TO_VMM;
 	if (memfault_vm_find_region(vcpu->vm, f->gpa, &region, &page))
 		return MEMFAULT_TO_VMM;
-	last = page + (f->size - 1) / memfault_page_size;
-	if (last >= memfault_region_npages(region))
-		last = memfault_region_npages(region) - 1;
+	last = page + ((f->size - 1) >> memfault_page_shift);
+	if (last >= region->npages)
+		last = region->npages - 1;
 	for (; page <= last; page++) {
-		r = memfault_region_claim(region, page, 0);
+		r = memfault_region_claim_page(region, page, 0);
 		if (r == -EINTR) {
 			if (take_kick(vcpu))
 				return VERDICT_INTERRUPTED;
@@ -125,7 +125,9 @@ resolve_userfault(struct memfault_vcpu *vcpu, const struct memfault_fault *f)
 		uint64_t t0 = now_ns();
 		r = checked(vcpu, "page_in",
 			    h->page_in(h->user, vcpu, region, page,
-				       memfault_region_page_hva(region, page),
+				       region->hva ? (char *)region->hva +
+							     (page << memfault_page_shift) :
+						     NULL,
 				       memfault_page_size),
 			    t0);
 		if (r != MEMFAULT_RESOLVED) {
@@ -136,7 +138,7 @@ resolve_userfault(struct memfault_vcpu *vcpu, const struct memfault_fault *f)
 					(unsigned long long)f->gpa, r);
 			return r;
 		}
-		memfault_region_publish(region, page, 1);
+		memfault_region_publish_page(region, page);
 		STAT_INC(vcpu, page_ins);
 	}
 	return MEMFAULT_RESOLVED;
@@ -235,8 +237,14 @@ dispatch_fault(struct memfault_vcpu *vcpu, const struct memfault_fault *f)
 	return call_fault_handler(vcpu, "other", h->other, f);
 }
 
-static bool
-same_fault(const struct memfault_fault *a, const struct memfault_fault *b)
+/* What makes a fault "the same" for the repeat guard. */
+struct fault_key {
+	uint64_t gpa, size, kernel_flags;
+	int32_t error;
+};
+
+static inline bool
+same_fault(const struct memfault_fault *a, const struct fault_key *b)
 {
 	return a->gpa == b->gpa && a->size == b->size &&
 	       a->kernel_flags == b->kernel_flags && a->error == b->error;
@@ -245,7 +253,7 @@ same_fault(const struct memfault_fault *a, const struct memfault_fault *b)
 MEMFAULT_EXPORT int
 memfault_vcpu_run_dispatch(struct memfault_vcpu *vcpu)
 {
-	struct memfault_fault last = { 0 };
+	struct fault_key last = { 0, 0, 0, 0 };
 	uint32_t repeats = 0;
 	bool have_last = false;
 
@@ -272,7 +280,10 @@ memfault_vcpu_run_dispatch(struct memfault_vcpu *vcpu)
 		}
 		r = dispatch_fault(vcpu, &vcpu->fault);
 		if (r == MEMFAULT_RESOLVED) {
-			last = vcpu->fault;
+			last.gpa = vcpu->fault.gpa;
+			last.size = vcpu->fault.size;
+			last.kernel_flags = vcpu->fault.kernel_flags;
+			last.error = vcpu->fault.error;
 			have_last = true;
 			STAT_INC(vcpu, retries);
 			continue;

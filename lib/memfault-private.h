@@ -70,6 +70,28 @@ uint32_t memfault_arch_host(void);
 
 /* Host page size, read once from sysconf() by a library constructor. */
 extern uint64_t memfault_page_size;
+extern unsigned int memfault_page_shift;
+
+/* One memslot and its bitmaps (region.c). */
+struct memfault_region {
+	struct memfault_vm *vm;
+	uint64_t gpa, size, npages;
+	void *hva;
+	uint32_t slot;
+	uint32_t kvm_flags; /* flags the memslot was registered with */
+	uint64_t flags;     /* enum memfault_region_flag */
+	uint64_t gmem_offset;
+	int gmem_fd;
+	size_t nwords;
+	size_t map_size; /* bytes mapped for each of missing[] and busy[] */
+	unsigned long *missing;
+	unsigned long *busy;
+	/* atomic: busy bits set, so publishing ranges skips busy[] when 0 */
+	long nr_busy;
+	/* atomic: threads about to sleep or asleep in FUTEX_WAIT, so that
+	 * releasing a claim nobody waits for makes no system call */
+	long nr_waiters;
+};
 
 struct memfault_vm {
 	int fd;
@@ -111,9 +133,10 @@ int memfault_classify_error(const struct kvm_run *run, int err,
 void memfault_vm_unref(struct memfault_vm *vm);
 void memfault_vm_log(const struct memfault_vm *vm, int level, const char *fmt,
 		     ...) __attribute__((format(printf, 3, 4)));
-uint64_t memfault_region_npages(const struct memfault_region *region);
-void *memfault_region_page_hva(const struct memfault_region *region,
-			       uint64_t page);
+int memfault_region_claim_page(struct memfault_region *region, uint64_t page,
+				uint32_t flags);
+void memfault_region_publish_page(struct memfault_region *region,
+				  uint64_t page);
 
 /* One writer per counter: a relaxed load and store, no locked RMW. */
 static inline void

@@ -25,22 +25,7 @@
 
 #define BITS_PER_WORD (8 * sizeof(unsigned long))
 
-struct memfault_region {
-	struct memfault_vm *vm;
-	uint64_t gpa, size, npages;
-	void *hva;
-	uint32_t slot;
-	uint32_t kvm_flags; /* flags the memslot was registered with */
-	uint64_t flags;     /* enum memfault_region_flag */
-	uint64_t gmem_offset;
-	int gmem_fd;
-	size_t nwords;
-	size_t map_size; /* bytes mapped for each of missing[] and busy[] */
-	unsigned long *missing;
-	unsigned long *busy;
-	/* atomic: busy bits set, so publishing ranges skips busy[] when 0 */
-	long nr_busy;
-};
+
 
 static inline size_t
 word_of(uint64_t page)
@@ -294,18 +279,6 @@ memfault_region_free(struct memfault_region *r)
 	region_unmap(r);
 }
 
-uint64_t
-memfault_region_npages(const struct memfault_region *r)
-{
-	return r->npages;
-}
-
-void *
-memfault_region_page_hva(const struct memfault_region *r, uint64_t page)
-{
-	return r->hva ? (char *)r->hva + page * memfault_page_size : NULL;
-}
-
 MEMFAULT_EXPORT int
 memfault_vm_find_region(const struct memfault_vm *vm, uint64_t gpa,
 			struct memfault_region **ret_region, uint64_t *ret_page)
@@ -327,7 +300,7 @@ memfault_vm_find_region(const struct memfault_vm *vm, uint64_t gpa,
 			if (ret_region)
 				*ret_region = r;
 			if (ret_page)
-				*ret_page = (gpa - r->gpa) / memfault_page_size;
+				*ret_page = (gpa - r->gpa) >> memfault_page_shift;
 			return 0;
 		}
 	}
@@ -409,14 +382,21 @@ memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 static void
 release_busy(struct memfault_region *r, size_t w, unsigned long m)
 {
+	/* seq_cst: store-load against the waiter, which increments
+	 * nr_waiters and then re-reads busy[] before sleeping; either it
+	 * sees the bit clear or we see it counted (memfault_region_claim()). */
 	unsigned long old = __atomic_fetch_and(&r->busy[w], ~m,
-					       __ATOMIC_RELEASE) & m;
+					       __ATOMIC_SEQ_CST) & m;
+	long n = 0;
 	uint32_t fm;
 
 	if (!old)
 		return;
-	__atomic_sub_fetch(&r->nr_busy, __builtin_popcountl(old),
-			   __ATOMIC_RELAXED);
+	for (unsigned long b = old; b; b &= b - 1)
+		n++;
+	__atomic_sub_fetch(&r->nr_busy, n, __ATOMIC_RELAXED);
+	if (!__atomic_load_n(&r->nr_waiters, __ATOMIC_SEQ_CST))
+		return;
 	if (BITS_PER_WORD == 64 && (old & 0xffffffffull) &&
 	    (old >> 32 & 0xffffffffull)) {
 		futex_wake_all(futex_word(r, (uint64_t)w * BITS_PER_WORD, &fm));
@@ -427,6 +407,19 @@ release_busy(struct memfault_region *r, size_t w, unsigned long m)
 						     (uint64_t)__builtin_ctzl(old),
 					  &fm));
 	}
+}
+
+/* Publish one page known to be in range (dispatch's fast path). */
+void
+memfault_region_publish_page(struct memfault_region *r, uint64_t page)
+{
+	size_t w = word_of(page);
+	unsigned long m = bit_of(page);
+
+	/* Release: pairs as in memfault_region_publish(). */
+	__atomic_fetch_and(&r->missing[w], ~m, __ATOMIC_RELEASE);
+	if (MEMFAULT_READ_ONCE(r->busy[w]) & m)
+		release_busy(r, w, m);
 }
 
 MEMFAULT_EXPORT int
@@ -569,15 +562,24 @@ MEMFAULT_EXPORT int
 memfault_region_claim(struct memfault_region *r, uint64_t page,
 		      uint32_t flags)
 {
+	if (!r || page >= r->npages || (flags & ~(uint32_t)MEMFAULT_CLAIM_NOWAIT))
+		return -EINVAL;
+	return memfault_region_claim_page(r, page, flags);
+}
+
+/* memfault_region_claim() without the argument checks, for dispatch. */
+int
+memfault_region_claim_page(struct memfault_region *r, uint64_t page,
+			   uint32_t flags)
+{
 	size_t w;
 	unsigned long m;
 
-	if (!r || page >= r->npages || (flags & ~(uint32_t)MEMFAULT_CLAIM_NOWAIT))
-		return -EINVAL;
 	w = word_of(page);
 	m = bit_of(page);
 	for (;;) {
 		uint32_t *fw, fm, fv;
+		int err;
 
 		/* Pairs with the store-release in memfault_region_publish():
 		 * present means the contents are visible to us. */
@@ -597,13 +599,16 @@ memfault_region_claim(struct memfault_region *r, uint64_t page,
 		if (flags & MEMFAULT_CLAIM_NOWAIT)
 			return MEMFAULT_CLAIM_BUSY;
 		fw = futex_word(r, page, &fm);
-		fv = __atomic_load_n(fw, __ATOMIC_ACQUIRE);
-		if (!(fv & fm))
-			continue;
+		/* Counted before the last look at the bit: pairs with the
+		 * seq_cst clear and load in release_busy(). */
+		__atomic_add_fetch(&r->nr_waiters, 1, __ATOMIC_SEQ_CST);
+		fv = __atomic_load_n(fw, __ATOMIC_SEQ_CST);
 		/* Sleeps only while the futex word still holds @fv; a
 		 * publish or abort in between changes it and we retry. */
-		if (syscall(SYS_futex, fw, FUTEX_WAIT_PRIVATE, fv, NULL, NULL,
-			    0) && errno == EINTR)
+		err = (fv & fm) && syscall(SYS_futex, fw, FUTEX_WAIT_PRIVATE,
+					   fv, NULL, NULL, 0) ? errno : 0;
+		__atomic_sub_fetch(&r->nr_waiters, 1, __ATOMIC_RELAXED);
+		if (err == EINTR)
 			return -EINTR;
 	}
 }

@@ -6,6 +6,7 @@
 #include "memfault/memfault-version.h"
 
 uint64_t memfault_page_size = 4096;
+unsigned int memfault_page_shift = 12;
 
 /* sysconf() is not async-signal-safe, and memfault_exit_classify() promises
  * to be: read the page size once, when the library is loaded. */
@@ -14,8 +15,10 @@ memfault_init_page_size(void)
 {
 	long ps = sysconf(_SC_PAGESIZE);
 
-	if (ps > 0)
+	if (ps > 0 && !(ps & (ps - 1))) {
 		memfault_page_size = (uint64_t)ps;
+		memfault_page_shift = (unsigned int)__builtin_ctzl((unsigned long)ps);
+	}
 }
 
 bool

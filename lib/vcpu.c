@@ -12,8 +12,11 @@
 #include "memfault-private.h"
 
 /* The caller's thread id, read once per thread: gettid() would be a second
- * system call on every memfault_vcpu_run(). */
-static __thread pid_t memfault_thread_tid;
+ * system call on every memfault_vcpu_run(). initial-exec: a plain %fs/tpidr
+ * load instead of a __tls_get_addr() call on every run (the library is
+ * never dlopen()ed after start-up in a way that would need more). */
+static __thread pid_t memfault_thread_tid
+	__attribute__((tls_model("initial-exec")));
 
 static void
 kick_handler(int sig)
