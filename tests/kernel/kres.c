@@ -39,6 +39,8 @@ kres_rc_name(int rc, char *buf, size_t len)
 		{ ENOMEM, "ENOMEM" }, { EIO, "EIO" },
 		{ EBADF, "EBADF" },   { ENOTTY, "ENOTTY" },
 		{ ENOENT, "ENOENT" }, { EPERM, "EPERM" },
+		{ ELOOP, "ELOOP" },   { EPROTO, "EPROTO" },
+		{ EEXIST, "EEXIST" },
 	};
 
 	switch (rc) {
@@ -178,7 +180,9 @@ kres_run(uint32_t arch, const char *scen, int step, int rc,
 			add(&l, " mmio.data=%#llx",
 			    le_value(run->mmio.data, run->mmio.len));
 	}
-	if (rc == MEMFAULT_RUN_MEMORY_FAULT && fault)
+	/* also after memfault_vcpu_run_dispatch() failed on a fault
+	 * (-ELOOP, a handler's errno): the fault stays readable */
+	if (fault)
 		add(&l,
 		    " fault.gpa=%#llx fault.size=%#llx fault.flags=%#llx"
 		    " fault.kernel_flags=%#llx fault.error=%s fault.origin=%s",
@@ -228,5 +232,32 @@ kres_printf(uint32_t arch, const char *scen, int step, const char *fmt, ...)
 	va_end(ap);
 	if (r < 0)
 		l.buf[l.n] = '\0';
+	emit(arch, scen, step, &l);
+}
+
+void
+kres_stats(uint32_t arch, const char *scen, int step,
+	   const struct memfault_vcpu_stats *st)
+{
+	struct line l = { .n = 0 };
+
+	/* every counter but handler_ns (a duration) */
+	add(&l,
+	    " stats.runs=%llu stats.exits=%llu stats.memory_faults=%llu"
+	    " stats.userfaults=%llu stats.page_ins=%llu stats.page_waits=%llu"
+	    " stats.conversions=%llu stats.hwpoison=%llu"
+	    " stats.other_faults=%llu stats.to_vmm=%llu stats.retries=%llu"
+	    " stats.repeat_trips=%llu stats.interrupted=%llu",
+	    (unsigned long long)st->runs, (unsigned long long)st->exits,
+	    (unsigned long long)st->memory_faults,
+	    (unsigned long long)st->userfaults,
+	    (unsigned long long)st->page_ins,
+	    (unsigned long long)st->page_waits,
+	    (unsigned long long)st->conversions,
+	    (unsigned long long)st->hwpoison,
+	    (unsigned long long)st->other_faults,
+	    (unsigned long long)st->to_vmm, (unsigned long long)st->retries,
+	    (unsigned long long)st->repeat_trips,
+	    (unsigned long long)st->interrupted);
 	emit(arch, scen, step, &l);
 }

@@ -9,7 +9,8 @@
  * <arch> is x86_64 or arm64, <scenario> a name from the scenario list in
  * tests/kernel/README.md, <step> counts from 1 within the scenario. Keys are
  * flat and stable: run, exit, io.*, mmio.*, fault.*, get_fault, features.*,
- * kicks, lost. tests/kernel/run-nested.sh compares the real and the
+ * kicks, lost, stats.*, and the handler.* / find.* / region.* keys of the
+ * dispatch scenarios. tests/kernel/run-nested.sh compares the real and the
  * simulated lines key by key and names the key that differs.
  *
  * Only values a VMM can observe through the public API and the kvm_run
@@ -36,10 +37,11 @@ const char *kres_rc_name(int rc, char *buf, size_t len);
 const char *kres_exit_name(uint32_t exit_reason, char *buf, size_t len);
 
 /*
- * Print the line of one memfault_vcpu_run(): its result @rc, the exit
- * reason, the IO or MMIO details of an ordinary exit (the data only for
- * writes: the data of a read is what the VMM supplies), the decoded fault
- * for MEMFAULT_RUN_MEMORY_FAULT, and the result of memfault_vcpu_get_fault()
+ * Print the line of one memfault_vcpu_run() or memfault_vcpu_run_dispatch():
+ * its result @rc, the exit reason, the IO or MMIO details of an ordinary
+ * exit (the data only for writes: the data of a read is what the VMM
+ * supplies), the decoded fault when memfault_vcpu_get_fault() gave one
+ * (@fault, else NULL), and the result of memfault_vcpu_get_fault()
  * (@get_fault_rc) for a failed run.
  */
 void kres_run(uint32_t arch, const char *scen, int step, int rc,
@@ -49,6 +51,10 @@ void kres_run(uint32_t arch, const char *scen, int step, int rc,
 /* Print the line of memfault_vm_get_features(). */
 void kres_features(uint32_t arch, const char *scen, int step,
 		   const struct memfault_features *f);
+
+/* Print the counters of memfault_vcpu_get_stats() (all but handler_ns). */
+void kres_stats(uint32_t arch, const char *scen, int step,
+		const struct memfault_vcpu_stats *st);
 
 /* Print a free-form line: "KRES <arch> <scen> <step> " + fmt. */
 void kres_printf(uint32_t arch, const char *scen, int step, const char *fmt,

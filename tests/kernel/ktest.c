@@ -237,6 +237,93 @@ kt_vm_gmem_slot(struct kt_vm *v, uint64_t gmem_flags)
 	ck_assert_msg(r == 0, "slot 1 (guest_memfd): %s", strerror(-r));
 }
 
+void
+kt_region_normal(struct kt_vm *v, uint8_t pattern)
+{
+	int r;
+
+	v->test = anon(KT_TEST_SIZE);
+	memset(v->test, pattern, KT_TEST_SIZE);
+	r = memfault_region_new(v->mvm, 1, KT_TEST_GPA, KT_TEST_SIZE, v->test,
+				NULL, &v->region);
+	ck_assert_msg(r == 0, "memfault_region_new(normal): %s", strerror(-r));
+}
+
+void
+kt_region_gmem(struct kt_vm *v, uint64_t gmem_flags, uint8_t pattern)
+{
+	struct kvm_create_guest_memfd cg;
+	void *hva;
+	int r;
+
+	memset(&cg, 0, sizeof(cg));
+	cg.size = KT_TEST_SIZE;
+	cg.flags = gmem_flags;
+	v->gmem_fd = ioctl(v->vm_fd, KVM_CREATE_GUEST_MEMFD, &cg);
+	ck_assert_msg(v->gmem_fd >= 0, "KVM_CREATE_GUEST_MEMFD(%#llx): %s",
+		      (unsigned long long)gmem_flags, strerror(errno));
+	if (gmem_flags & GUEST_MEMFD_FLAG_MMAP) {
+		v->gmem_map = mmap(NULL, KT_TEST_SIZE, PROT_READ | PROT_WRITE,
+				   MAP_SHARED, v->gmem_fd, 0);
+		ck_assert_msg(v->gmem_map != MAP_FAILED,
+			      "mmap(guest_memfd): %s", strerror(errno));
+		/* without INIT_SHARED the pages start private: not touched */
+		if (gmem_flags & GUEST_MEMFD_FLAG_INIT_SHARED)
+			memset(v->gmem_map, pattern, KT_TEST_SIZE);
+		hva = v->gmem_map;
+	} else {
+		v->test = anon(KT_TEST_SIZE);
+		memset(v->test, pattern, KT_TEST_SIZE);
+		hva = v->test;
+	}
+	MEMFAULT_OPTS(memfault_region_opts, opts,
+		      .flags = MEMFAULT_REGION_GUEST_MEMFD,
+		      .guest_memfd = v->gmem_fd);
+	r = memfault_region_new(v->mvm, 1, KT_TEST_GPA, KT_TEST_SIZE, hva,
+				&opts, &v->region);
+	ck_assert_msg(r == 0, "memfault_region_new(guest_memfd): %s",
+		      strerror(-r));
+}
+
+int
+kt_region_replace(struct kt_vm *v, uint8_t pattern)
+{
+	struct memfault_region_info info;
+	void *p;
+	int r;
+
+	if (!v->region || v->repl)
+		return -EINVAL;
+	r = memfault_region_get_info(v->region, &info, sizeof(info));
+	if (r)
+		return r;
+	p = mmap(NULL, info.size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	memset(p, pattern, info.size);
+	memfault_region_free(v->region);
+	v->region = NULL;
+	r = memfault_region_new(v->mvm, info.slot, info.gpa, info.size, p,
+				NULL, &v->region);
+	if (r) {
+		munmap(p, info.size);
+		return r;
+	}
+	v->repl = p;
+	return 0;
+}
+
+void
+kt_vm_close_gmem(struct kt_vm *v)
+{
+	if (v->gmem_map)
+		munmap(v->gmem_map, KT_TEST_SIZE);
+	v->gmem_map = NULL;
+	close(v->gmem_fd);
+	v->gmem_fd = -1;
+}
+
 int
 kt_vm_set_attributes(struct kt_vm *v, uint64_t gpa, uint64_t size,
 		     uint64_t attributes)
@@ -303,6 +390,8 @@ kt_vcpu_create(struct kt_vm *v, uint64_t entry)
 void
 kt_vm_destroy(struct kt_vm *v)
 {
+	/* the region deletes its memslot: before the VM fd goes */
+	memfault_region_free(v->region);
 	memfault_vcpu_free(v->mvcpu);
 	memfault_vm_free(v->mvm);
 	if (v->vcpu_fd >= 0)
@@ -315,6 +404,8 @@ kt_vm_destroy(struct kt_vm *v)
 		close(v->vm_fd);
 	if (v->test)
 		munmap(v->test, KT_TEST_SIZE);
+	if (v->repl)
+		munmap(v->repl, KT_TEST_SIZE);
 	if (v->mem0)
 		munmap(v->mem0, KT_SLOT0_SIZE);
 	memset(v, 0, sizeof(*v));
@@ -337,6 +428,23 @@ kt_run(struct kt_vm *v)
 
 	kt_record(v, rc);
 	return rc;
+}
+
+int
+kt_dispatch(struct kt_vm *v)
+{
+	int rc = memfault_vcpu_run_dispatch(v->mvcpu);
+
+	kt_record(v, rc);
+	return rc;
+}
+
+void
+kt_stats(struct kt_vm *v, struct memfault_vcpu_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	ck_assert_int_eq(memfault_vcpu_get_stats(v->mvcpu, st, sizeof(*st)), 0);
+	kres_stats(KT_ARCH, v->scen, ++v->step, st);
 }
 
 void

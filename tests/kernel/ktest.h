@@ -23,6 +23,9 @@
  *   KT_ENTRY_LOAD  load from KT_TEST_GPA, report the value (x86: OUT of the
  *                  byte, then HLT; arm64: MMIO write to 0x1000000c), spin
  *   KT_ENTRY_SPIN  a branch to itself: no exit until kicked
+ * The dispatch scenarios (test-kernel-dispatch.c, test-kernel-swprot.c)
+ * run the guest with memfault_vcpu_run_dispatch() and register slot 1 with
+ * memfault_region_new(); their handlers' observations are KRES lines too.
  * The simulator build (KT_SIM) gives the vCPU the same program as a kvmsim
  * guest script instead (ktest.c), so that both runs print the same lines.
  */
@@ -98,6 +101,8 @@ struct kt_vm {
 	void *gmem_map;
 	struct memfault_vm *mvm;
 	struct memfault_vcpu *mvcpu;
+	struct memfault_region *region; /* slot 1 through memfault_region_new() */
+	void *repl;                     /* memory that replaced slot 1, or NULL */
 	struct kvm_run *run;
 	struct memfault_fault fault; /* of the last run */
 	int get_fault_rc;            /* memfault_vcpu_get_fault() of the last run */
@@ -117,6 +122,22 @@ void kt_vm_normal_slot(struct kt_vm *v);
 /* Slot 1 at KT_TEST_GPA backed by a new guest_memfd with @gmem_flags, also
  * mmap()ed (when MMAP is in @gmem_flags) and filled with KT_PATTERN. */
 void kt_vm_gmem_slot(struct kt_vm *v, uint64_t gmem_flags);
+/* Slot 1 at KT_TEST_GPA registered with memfault_region_new() (v->region):
+ * anonymous memory filled with @pattern. */
+void kt_region_normal(struct kt_vm *v, uint8_t pattern);
+/* The same with MEMFAULT_REGION_GUEST_MEMFD: a new guest_memfd with
+ * @gmem_flags, mmap()ed and filled with @pattern when MMAP is in them (the
+ * mapping is then the slot's hva), else an anonymous hva as in
+ * kt_vm_gmem_slot(). */
+void kt_region_gmem(struct kt_vm *v, uint64_t gmem_flags, uint8_t pattern);
+/* Replace the region of slot 1 by anonymous memory filled with @pattern at
+ * the same gpa and size (memfault_region_free() + memfault_region_new()),
+ * as a VMM resolves a guest_memfd failure; callable from a handler.
+ * Returns 0 or a negative errno. */
+int kt_region_replace(struct kt_vm *v, uint8_t pattern);
+/* Unmap and close the guest_memfd: the slot stays, kvm_gmem_get_pfn()
+ * fails from now on (exit 39, EFAULT). */
+void kt_vm_close_gmem(struct kt_vm *v);
 /* KVM_SET_MEMORY_ATTRIBUTES; returns 0 or -errno. */
 int kt_vm_set_attributes(struct kt_vm *v, uint64_t gpa, uint64_t size,
 			 uint64_t attributes);
@@ -126,6 +147,10 @@ void kt_vm_destroy(struct kt_vm *v);
 
 /* memfault_vcpu_run() once; records it as the next KRES step. */
 int kt_run(struct kt_vm *v);
+/* memfault_vcpu_run_dispatch() once; records it as the next KRES step. */
+int kt_dispatch(struct kt_vm *v);
+/* memfault_vcpu_get_stats() into @st; records it as the next KRES step. */
+void kt_stats(struct kt_vm *v, struct memfault_vcpu_stats *st);
 /* Print a KRES line for a result obtained elsewhere (another thread). */
 void kt_record(struct kt_vm *v, int rc);
 
@@ -160,5 +185,6 @@ Suite *kt_suite_faults(void);
 Suite *kt_suite_kick(void);
 Suite *kt_suite_features(void);
 Suite *kt_suite_swprot(void);
+Suite *kt_suite_dispatch(void);
 
 #endif /* MEMFAULT_TESTS_KTEST_H */

@@ -444,7 +444,7 @@ for b in "${boots[@]}"; do
 		if [ "$RC" = 0 ] || [ "$brc" = 2 ]; then RC=$brc; fi
 	}
 done
-printf '%-8s %-20s %-7s %s\n' arch scenario result note
+printf '%-8s %-24s %-7s %s\n' arch scenario result note
 for b in "${boots[@]}"; do
 	# Check verbose lines: file:line:P|F|E:tcase:test:iter: message; and
 	# the executables that exited 77 as a whole.
@@ -460,15 +460,15 @@ for b in "${boots[@]}"; do
 			for (i = 0; i < 6; i++) msg = substr(msg, index(msg, ":") + 1)
 			sub(/^ /, "", msg)
 		}
-		printf "%-8s %-20s %-7s %s%s\n", arch, name, res, note, msg
+		printf "%-8s %-24s %-7s %s%s\n", arch, name, res, note, msg
 	}
 	/^# SKIP:/ { why = $0; sub(/^# SKIP: /, "", why) }
 	/^KSUITE: run / { why = "" }
 	/^KSUITE: result [^ ]+ SKIP/ {
-		printf "%-8s %-20s %-7s %s%s: %s\n", arch, "(" $3 ")", "SKIP", note, $3, why
+		printf "%-8s %-24s %-7s %s%s: %s\n", arch, "(" $3 ")", "SKIP", note, $3, why
 	}
 	/^KSUITE: result [^ ]+ FAIL/ {
-		printf "%-8s %-20s %-7s %s%s exited %s\n", arch, "(" $3 ")", "FAIL", note, $3, $5
+		printf "%-8s %-24s %-7s %s%s exited %s\n", arch, "(" $3 ")", "FAIL", note, $3, $5
 	}
 	' "$WORK/$b.log"
 done

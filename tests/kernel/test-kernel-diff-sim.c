@@ -62,7 +62,8 @@ main(void)
 
 	kt_init();
 	failed = run_suites(0, kt_suite_features(), kt_suite_exits(),
-			    kt_suite_faults(), kt_suite_kick(), (Suite *)NULL);
+			    kt_suite_faults(), kt_suite_kick(),
+			    kt_suite_dispatch(), (Suite *)NULL);
 #if KT_X86
 	failed += run_suites(KVMSIM_Q_SW_PROTECTED_VM, kt_suite_swprot(),
 			     (Suite *)NULL);

@@ -82,16 +82,6 @@ START_TEST(gmem_load)
 }
 END_TEST
 
-/* Unbind the slot from its guest_memfd: kvm_gmem_get_pfn() fails. */
-static void
-close_gmem(struct kt_vm *v)
-{
-	munmap(v->gmem_map, KT_TEST_SIZE);
-	v->gmem_map = NULL;
-	close(v->gmem_fd);
-	v->gmem_fd = -1;
-}
-
 START_TEST(gmem_efault)
 {
 	struct kt_vm v;
@@ -101,7 +91,7 @@ START_TEST(gmem_efault)
 	expect_gmem(&v);
 	kt_vm_gmem_slot(&v, GMEM_FLAGS);
 	kt_vcpu_create(&v, KT_ENTRY_LOAD);
-	close_gmem(&v);
+	kt_vm_close_gmem(&v);
 	kt_expect_fault(&v, kt_run(&v), KT_TEST_GPA, ps, 0, 0, -EFAULT,
 			MEMFAULT_ORIGIN_ERRNO);
 	/* Not resolved: the same fault, freshly reported, again. */
@@ -192,7 +182,7 @@ START_TEST(fault_then_efault)
 	expect_gmem(&v);
 	kt_vm_gmem_slot(&v, GMEM_FLAGS);
 	kt_vcpu_create(&v, KT_ENTRY_LOAD);
-	close_gmem(&v);
+	kt_vm_close_gmem(&v);
 	kt_expect_fault(&v, kt_run(&v), KT_TEST_GPA, ps, 0, 0, -EFAULT,
 			MEMFAULT_ORIGIN_ERRNO);
 	/* Replace slot 1 by a normal slot whose memory is not accessible. */

@@ -12,6 +12,23 @@
  *                    39 with KVM_MEMORY_EXIT_FLAG_PRIVATE and EFAULT; the
  *                    VMM converts the range back to shared and the guest
  *                    proceeds to load the pattern and halt
+ * Dispatch (memfault_vcpu_run_dispatch(), slot 1 from memfault_region_new()):
+ *   swprot-dispatch-default  swprot-private left to the library's default
+ *                    conversion. It converts to what the access was
+ *                    (KVM_MEMORY_EXIT_FLAG_PRIVATE: to private, as api.rst
+ *                    and QEMU read the flag), but in a SW_PROTECTED VM the
+ *                    attribute is what made the access private: the range
+ *                    is private already, the call changes nothing, the
+ *                    fault comes back and the repeat guard ends it with
+ *                    -ELOOP; the discard hook saw every no-op conversion.
+ *                    Converting the range to shared then lets the guest on.
+ *   swprot-dispatch-convert  the same with a `convert` handler that makes
+ *                    the range shared: one conversion, the guest halts
+ *   swprot-dispatch-shared   the other direction: a guest_memfd slot (MMAP,
+ *                    so every access goes through guest_memfd), shared
+ *                    attribute, fd closed: exit 39 without PRIVATE. The
+ *                    library takes it for a request to convert to shared
+ *                    (the VM has private memory), a no-op again: -ELOOP
  */
 #include <errno.h>
 #include <stdio.h>
@@ -68,6 +85,172 @@ START_TEST(swprot_private)
 }
 END_TEST
 
+/* What the default conversion's discard hook and a convert handler saw. */
+struct conv_seen {
+	struct kt_vm *v;
+	unsigned discards, converts;
+	uint64_t gpa, size;  /* of the first discard */
+	uint32_t to_private; /* of the first discard */
+	int same;            /* every discard had the first one's arguments */
+};
+
+static int
+discard_rec(void *user, uint64_t gpa, uint64_t size, uint32_t to_private)
+{
+	struct conv_seen *c = user;
+
+	if (!c->discards++) {
+		c->gpa = gpa;
+		c->size = size;
+		c->to_private = to_private;
+		c->same = 1;
+	} else if (gpa != c->gpa || size != c->size ||
+		   to_private != c->to_private) {
+		c->same = 0;
+	}
+	return MEMFAULT_RESOLVED;
+}
+
+/* SW_PROTECTED: a private access guest_memfd cannot serve is fixed by
+ * making the range shared, whatever the flag says. */
+static int
+convert_to_shared(void *user, struct memfault_vcpu *vcpu,
+		  const struct memfault_fault *f)
+{
+	struct conv_seen *c = user;
+
+	(void)vcpu;
+	c->converts++;
+	return kt_vm_set_attributes(c->v, f->gpa, f->size, 0);
+}
+
+static void
+conv_handlers(struct kt_vm *v, struct conv_seen *c, bool convert)
+{
+	MEMFAULT_OPTS(memfault_handlers, h, .user = c, .discard = discard_rec,
+		      .convert = convert ? convert_to_shared : NULL);
+
+	memset(c, 0, sizeof(*c));
+	c->v = v;
+	ck_assert_int_eq(memfault_vm_set_handlers(v->mvm, &h), 0);
+}
+
+static void
+kres_conv(struct kt_vm *v, const struct conv_seen *c)
+{
+	kres_printf(KT_ARCH, v->scen, ++v->step,
+		    "handler.convert=%u handler.discard=%u discard.gpa=%#llx"
+		    " discard.size=%#llx discard.to_private=%u discard.same=%d",
+		    c->converts, c->discards, (unsigned long long)c->gpa,
+		    (unsigned long long)c->size, c->to_private, c->same);
+}
+
+#define DEFAULT_MAX_REPEATS 16
+
+/* The default conversion changed nothing, max_repeats + 1 times; the next
+ * return of the same fault tripped the repeat guard. */
+static void
+expect_noop_loop(struct kt_vm *v, int rc, const struct conv_seen *c,
+		 const struct memfault_vcpu_stats *st, uint64_t flags,
+		 uint64_t kernel_flags)
+{
+	uint64_t ps = kt_page_size();
+
+	ck_assert_msg(rc == -ELOOP, "%s: dispatch returned %d, want -ELOOP",
+		      v->scen, rc);
+	ck_assert_int_eq(v->get_fault_rc, 0);
+	ck_assert_uint_eq(v->fault.gpa, KT_TEST_GPA);
+	ck_assert_uint_eq(v->fault.size, ps);
+	ck_assert_uint_eq(v->fault.flags, flags);
+	ck_assert_uint_eq(v->fault.kernel_flags, kernel_flags);
+	ck_assert_int_eq(v->fault.error, -EFAULT);
+	ck_assert_uint_eq(c->converts, 0);
+	ck_assert_uint_eq(c->discards, DEFAULT_MAX_REPEATS + 1);
+	ck_assert(c->same);
+	ck_assert_uint_eq(c->gpa, KT_TEST_GPA);
+	ck_assert_uint_eq(c->size, ps);
+	ck_assert_uint_eq(c->to_private, !!(flags & MEMFAULT_FAULT_PRIVATE));
+	ck_assert_uint_eq(st->conversions, DEFAULT_MAX_REPEATS + 1);
+	ck_assert_uint_eq(st->repeat_trips, 1);
+	ck_assert_uint_eq(st->memory_faults, DEFAULT_MAX_REPEATS + 2);
+	ck_assert_uint_eq(st->other_faults, 0);
+	ck_assert_uint_eq(st->to_vmm, 0);
+}
+
+START_TEST(swprot_dispatch_default)
+{
+	int rc;
+	struct memfault_vcpu_stats st;
+	struct conv_seen c;
+	struct kt_vm v;
+
+	kt_vm_create(&v, KVM_X86_SW_PROTECTED_VM, "swprot-dispatch-default");
+	kt_region_normal(&v, KT_PATTERN);
+	ck_assert_int_eq(kt_vm_set_attributes(&v, KT_TEST_GPA, KT_TEST_SIZE,
+					      KVM_MEMORY_ATTRIBUTE_PRIVATE),
+			 0);
+	conv_handlers(&v, &c, false);
+	kt_vcpu_create(&v, KT_ENTRY_LOAD);
+	rc = kt_dispatch(&v);
+	kres_conv(&v, &c);
+	kt_stats(&v, &st);
+	expect_noop_loop(&v, rc, &c, &st, MEMFAULT_FAULT_PRIVATE,
+			 KVM_MEMORY_EXIT_FLAG_PRIVATE);
+	/* What resolves it in this VM type: the range made shared. */
+	ck_assert_int_eq(kt_vm_set_attributes(&v, v.fault.gpa, v.fault.size, 0),
+			 0);
+	kt_expect_report(&v, kt_dispatch(&v), KT_PATTERN);
+	kt_expect_exit(&v, kt_dispatch(&v), KVM_EXIT_HLT);
+	kt_vm_destroy(&v);
+}
+END_TEST
+
+START_TEST(swprot_dispatch_convert)
+{
+	struct memfault_vcpu_stats st;
+	struct conv_seen c;
+	struct kt_vm v;
+
+	kt_vm_create(&v, KVM_X86_SW_PROTECTED_VM, "swprot-dispatch-convert");
+	kt_region_normal(&v, KT_PATTERN);
+	ck_assert_int_eq(kt_vm_set_attributes(&v, KT_TEST_GPA, KT_TEST_SIZE,
+					      KVM_MEMORY_ATTRIBUTE_PRIVATE),
+			 0);
+	conv_handlers(&v, &c, true);
+	kt_vcpu_create(&v, KT_ENTRY_LOAD);
+	kt_expect_report(&v, kt_dispatch(&v), KT_PATTERN);
+	kt_expect_exit(&v, kt_dispatch(&v), KVM_EXIT_HLT);
+	kres_conv(&v, &c);
+	kt_stats(&v, &st);
+	ck_assert_uint_eq(c.converts, 1);
+	ck_assert_uint_eq(c.discards, 0);
+	ck_assert_uint_eq(st.conversions, 1);
+	ck_assert_uint_eq(st.memory_faults, 1);
+	ck_assert_uint_eq(st.retries, 1);
+	kt_vm_destroy(&v);
+}
+END_TEST
+
+START_TEST(swprot_dispatch_shared)
+{
+	int rc;
+	struct memfault_vcpu_stats st;
+	struct conv_seen c;
+	struct kt_vm v;
+
+	kt_vm_create(&v, KVM_X86_SW_PROTECTED_VM, "swprot-dispatch-shared");
+	kt_region_gmem(&v, GUEST_MEMFD_FLAG_MMAP, KT_PATTERN);
+	conv_handlers(&v, &c, false);
+	kt_vcpu_create(&v, KT_ENTRY_LOAD);
+	kt_vm_close_gmem(&v);
+	rc = kt_dispatch(&v);
+	kres_conv(&v, &c);
+	kt_stats(&v, &st);
+	expect_noop_loop(&v, rc, &c, &st, 0, 0);
+	kt_vm_destroy(&v);
+}
+END_TEST
+
 Suite *
 kt_suite_swprot(void)
 {
@@ -77,6 +260,9 @@ kt_suite_swprot(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, swprot_features);
 	tcase_add_test(tc, swprot_private);
+	tcase_add_test(tc, swprot_dispatch_default);
+	tcase_add_test(tc, swprot_dispatch_convert);
+	tcase_add_test(tc, swprot_dispatch_shared);
 	suite_add_tcase(s, tc);
 	return s;
 }
