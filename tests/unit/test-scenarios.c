@@ -78,7 +78,7 @@ START_TEST(private_conversion_x86)
 	sim_env_open_quirks(&e, KVMSIM_X86_64, level,
 			    kvmsim_default_quirks(KVMSIM_X86_64, level) |
 				    KVMSIM_Q_SW_PROTECTED_VM,
-			    KVM_X86_SW_PROTECTED_VM);
+			    KVMSIM_X86_SW_PROTECTED_VM);
 	ck_assert_int_eq(memfault_vm_get_features(e.vm, &f, sizeof(f)), 0);
 	ck_assert(f.flags & MEMFAULT_FEATURE_MEMORY_ATTRIBUTES);
 	ck_assert_uint_eq(f.memory_attributes, KVM_MEMORY_ATTRIBUTE_PRIVATE);
