@@ -31,6 +31,7 @@ extern "C" {
  *
  * @return the major version, always >= 0.
  * @note Thread-safe and async-signal-safe.
+ * @since 0.1
  */
 int memfault_version_major(void);
 
@@ -39,6 +40,7 @@ int memfault_version_major(void);
  *
  * @return the minor version, always >= 0.
  * @note Thread-safe and async-signal-safe.
+ * @since 0.1
  */
 int memfault_version_minor(void);
 
@@ -63,9 +65,14 @@ int memfault_version_minor(void);
  *
  * Example: `MEMFAULT_OPTS(memfault_vm_opts, opts, .flags = MEMFAULT_VM_OWN_FD);`
  *
+ * ISO C before C23 wants at least one designated initializer after @p NAME
+ * (`-pedantic` warns otherwise); for all defaults, pass NULL instead of an
+ * option struct.
+ *
  * @param TYPE struct tag without the `struct` keyword.
  * @param NAME name of the variable to declare.
  * @param ... designated initializers for the fields to set.
+ * @since 0.1
  */
 #define MEMFAULT_OPTS(TYPE, NAME, ...)                                         \
 	struct TYPE NAME = { .sz = sizeof(struct TYPE), __VA_ARGS__ }
@@ -78,7 +85,10 @@ int memfault_version_minor(void);
  * @{
  */
 
-/** Architectures the library knows. Values are stable. */
+/**
+ * Architectures the library knows. Values are stable.
+ * @since 0.1
+ */
 enum memfault_arch {
 	/** The architecture the library was built for (only as an input). */
 	MEMFAULT_ARCH_HOST = 0,
@@ -102,6 +112,7 @@ enum memfault_arch {
  * @return 1 if the value is read back, 0 if not, or a negative errno.
  * @retval -EINVAL @p arch is not a known architecture.
  * @note Thread-safe and async-signal-safe.
+ * @since 0.1
  */
 int memfault_arch_reads_back_exit(uint32_t arch, uint32_t exit_reason);
 
@@ -114,10 +125,16 @@ int memfault_arch_reads_back_exit(uint32_t arch, uint32_t exit_reason);
  * @{
  */
 
-/** Opaque VM object. */
+/**
+ * Opaque VM object.
+ * @since 0.1
+ */
 struct memfault_vm;
 
-/** Flags for memfault_vm_opts::flags. */
+/**
+ * Flags for memfault_vm_opts::flags.
+ * @since 0.1
+ */
 enum memfault_vm_flag {
 	/** The VM object owns the VM fd and closes it when freed. */
 	MEMFAULT_VM_OWN_FD = 1u << 0,
@@ -125,7 +142,10 @@ enum memfault_vm_flag {
 	MEMFAULT_VM_NO_USERFAULT_PROBE = 1u << 1,
 };
 
-/** Options for memfault_vm_new(). Declare with MEMFAULT_OPTS(). */
+/**
+ * Options for memfault_vm_new(). Declare with MEMFAULT_OPTS().
+ * @since 0.1
+ */
 struct memfault_vm_opts {
 	/** Size of this struct as the caller knows it: `sizeof(struct memfault_vm_opts)`. */
 	size_t sz;
@@ -153,7 +173,10 @@ struct memfault_vm_opts {
 	uint32_t reserved;
 };
 
-/** Feature bits in memfault_features::flags. */
+/**
+ * Feature bits in memfault_features::flags.
+ * @since 0.1
+ */
 enum memfault_feature {
 	/** KVM_CAP_USER_MEMORY2: KVM_SET_USER_MEMORY_REGION2 exists. */
 	MEMFAULT_FEATURE_USER_MEMORY2 = 1u << 0,
@@ -177,7 +200,10 @@ enum memfault_feature {
 	MEMFAULT_FEATURE_KVM_USERFAULT = 1u << 6,
 };
 
-/** What the VM's kernel offers, filled by memfault_vm_get_features(). */
+/**
+ * What the VM's kernel offers, filled by memfault_vm_get_features().
+ * @since 0.1
+ */
 struct memfault_features {
 	/** Bitwise OR of enum memfault_feature values. */
 	uint64_t flags;
@@ -221,6 +247,7 @@ struct memfault_features {
  * @retval -ENOTTY @p vm_fd is not a KVM VM fd.
  * @retval -ENOMEM out of memory.
  * @note Thread-safe; not async-signal-safe.
+ * @since 0.1
  */
 int memfault_vm_new(int vm_fd, const struct memfault_vm_opts *opts,
 		    struct memfault_vm **ret_vm);
@@ -233,6 +260,7 @@ int memfault_vm_new(int vm_fd, const struct memfault_vm_opts *opts,
  *
  * @param vm the VM object, or NULL (nothing happens).
  * @note Not async-signal-safe. No other call may use @p vm afterwards.
+ * @since 0.1
  */
 void memfault_vm_free(struct memfault_vm *vm);
 
@@ -243,6 +271,7 @@ void memfault_vm_free(struct memfault_vm *vm);
  * @return the fd (>= 0) or a negative errno.
  * @retval -EINVAL @p vm is NULL.
  * @note Thread-safe and async-signal-safe.
+ * @since 0.1
  */
 int memfault_vm_get_fd(const struct memfault_vm *vm);
 
@@ -256,6 +285,7 @@ int memfault_vm_get_fd(const struct memfault_vm *vm);
  * @return 0 on success or a negative errno.
  * @retval -EINVAL @p vm or @p ret_features is NULL, or @p size is 0.
  * @note Thread-safe and async-signal-safe.
+ * @since 0.1
  */
 int memfault_vm_get_features(const struct memfault_vm *vm,
 			     struct memfault_features *ret_features,
@@ -269,13 +299,22 @@ int memfault_vm_get_features(const struct memfault_vm *vm,
  * @{
  */
 
-/** Opaque vCPU object. */
+/**
+ * Opaque vCPU object.
+ * @since 0.1
+ */
 struct memfault_vcpu;
 
-/** Struct kvm_run is only declared here: include <linux/kvm.h> to read it. */
+/**
+ * Struct kvm_run is only declared here: include <linux/kvm.h> to read it.
+ * @since 0.1
+ */
 struct kvm_run;
 
-/** Flags for memfault_vcpu_opts::flags. */
+/**
+ * Flags for memfault_vcpu_opts::flags.
+ * @since 0.1
+ */
 enum memfault_vcpu_flag {
 	/** The vCPU object owns the vCPU fd and closes it when freed. */
 	MEMFAULT_VCPU_OWN_FD = 1u << 0,
@@ -286,7 +325,10 @@ enum memfault_vcpu_flag {
 	MEMFAULT_VCPU_NO_SIGNAL_HANDLER = 1u << 1,
 };
 
-/** Options for memfault_vcpu_new(). Declare with MEMFAULT_OPTS(). */
+/**
+ * Options for memfault_vcpu_new(). Declare with MEMFAULT_OPTS().
+ * @since 0.1
+ */
 struct memfault_vcpu_opts {
 	/** Size of this struct as the caller knows it: `sizeof(struct memfault_vcpu_opts)`. */
 	size_t sz;
@@ -329,6 +371,7 @@ struct memfault_vcpu_opts {
  *         /dev/kvm could not be opened (pass memfault_vcpu_opts::run or
  *         memfault_vm_opts::kvm_fd).
  * @note Thread-safe; not async-signal-safe.
+ * @since 0.1
  */
 int memfault_vcpu_new(struct memfault_vm *vm, int vcpu_fd,
 		      const struct memfault_vcpu_opts *opts,
@@ -341,6 +384,7 @@ int memfault_vcpu_new(struct memfault_vm *vm, int vcpu_fd,
  * @param vcpu the vCPU object, or NULL (nothing happens).
  * @note Not async-signal-safe. No other call may use @p vcpu afterwards,
  *       memfault_vcpu_kick() from another thread included.
+ * @since 0.1
  */
 void memfault_vcpu_free(struct memfault_vcpu *vcpu);
 
@@ -351,6 +395,7 @@ void memfault_vcpu_free(struct memfault_vcpu *vcpu);
  * @return the fd (>= 0) or a negative errno.
  * @retval -EINVAL @p vcpu is NULL.
  * @note Thread-safe and async-signal-safe.
+ * @since 0.1
  */
 int memfault_vcpu_get_fd(const struct memfault_vcpu *vcpu);
 
@@ -368,6 +413,7 @@ int memfault_vcpu_get_fd(const struct memfault_vcpu *vcpu);
  * @return 0 on success or a negative errno.
  * @retval -EINVAL a NULL argument.
  * @note Thread-safe and async-signal-safe.
+ * @since 0.1
  */
 int memfault_vcpu_get_run(const struct memfault_vcpu *vcpu,
 			  struct kvm_run **ret_run);
@@ -390,7 +436,10 @@ int memfault_vcpu_get_run(const struct memfault_vcpu *vcpu,
  * @{
  */
 
-/** Non-negative results of memfault_vcpu_run() and memfault_exit_classify(). */
+/**
+ * Non-negative results of memfault_vcpu_run() and memfault_exit_classify().
+ * @since 0.1
+ */
 enum memfault_run_result {
 	/** An ordinary exit: read kvm_run.exit_reason and handle it. */
 	MEMFAULT_RUN_EXIT = 1,
@@ -424,6 +473,7 @@ enum memfault_run_result {
  * @retval -EINVAL @p vcpu is NULL.
  * @note Use from one thread at a time; any other errno of KVM_RUN is
  *       returned negated.
+ * @since 0.1
  */
 int memfault_vcpu_run(struct memfault_vcpu *vcpu);
 
@@ -442,6 +492,7 @@ int memfault_vcpu_run(struct memfault_vcpu *vcpu);
  * @retval -EINVAL @p vcpu is NULL.
  * @note Thread-safe and async-signal-safe: callable from any thread and
  *       from a signal handler.
+ * @since 0.1
  */
 int memfault_vcpu_kick(struct memfault_vcpu *vcpu);
 
@@ -453,7 +504,10 @@ int memfault_vcpu_kick(struct memfault_vcpu *vcpu);
  * @{
  */
 
-/** Library flags in memfault_fault::flags; a bitmask, several may be set. */
+/**
+ * Library flags in memfault_fault::flags; a bitmask, several may be set.
+ * @since 0.1
+ */
 enum memfault_fault_flag {
 	/** The access was private (KVM_MEMORY_EXIT_FLAG_PRIVATE). */
 	MEMFAULT_FAULT_PRIVATE = 1u << 0,
@@ -471,7 +525,10 @@ enum memfault_fault_flag {
 	MEMFAULT_FAULT_OVERFLOW = 1u << 10,
 };
 
-/** Where the memory fault came from. */
+/**
+ * Where the memory fault came from.
+ * @since 0.1
+ */
 enum memfault_fault_origin {
 	/** KVM_RUN returned -1 with EFAULT or EHWPOISON, as api.rst documents. */
 	MEMFAULT_ORIGIN_ERRNO = 1,
@@ -481,7 +538,10 @@ enum memfault_fault_origin {
 	MEMFAULT_ORIGIN_OTHER_ERRNO = 3,
 };
 
-/** A decoded memory fault. */
+/**
+ * A decoded memory fault.
+ * @since 0.1
+ */
 struct memfault_fault {
 	/** Guest physical address of the faulting range, as the kernel reported it. */
 	uint64_t gpa;
@@ -510,6 +570,7 @@ struct memfault_fault {
  * @retval -EINVAL a NULL argument or @p size 0.
  * @retval -ENODATA the last run did not return a memory fault.
  * @note Use from the thread that runs the vCPU.
+ * @since 0.1
  */
 int memfault_vcpu_get_fault(const struct memfault_vcpu *vcpu,
 			    struct memfault_fault *ret_fault, size_t size);
@@ -532,6 +593,7 @@ int memfault_vcpu_get_fault(const struct memfault_vcpu *vcpu,
  *         is not a positive errno when @p ioctl_ret is -1, or @p ret_fault
  *         is given with @p size 0.
  * @note Thread-safe and async-signal-safe; reads @p run only.
+ * @since 0.1
  */
 int memfault_exit_classify(const struct kvm_run *run, int ioctl_ret, int err,
 			   struct memfault_fault *ret_fault, size_t size);
@@ -564,10 +626,16 @@ int memfault_exit_classify(const struct kvm_run *run, int ioctl_ret, int err,
  * @{
  */
 
-/** Opaque region object. */
+/**
+ * Opaque region object.
+ * @since 0.1
+ */
 struct memfault_region;
 
-/** Flags for memfault_region_opts::flags. */
+/**
+ * Flags for memfault_region_opts::flags.
+ * @since 0.1
+ */
 enum memfault_region_flag {
 	/**
 	 * Register the memslot with the proposed KVM_MEM_USERFAULT flag and
@@ -583,7 +651,10 @@ enum memfault_region_flag {
 	MEMFAULT_REGION_NO_MEMSLOT = 1u << 3,
 };
 
-/** Options for memfault_region_new(). Declare with MEMFAULT_OPTS(). */
+/**
+ * Options for memfault_region_new(). Declare with MEMFAULT_OPTS().
+ * @since 0.1
+ */
 struct memfault_region_opts {
 	/** Size of this struct as the caller knows it: `sizeof(struct memfault_region_opts)`. */
 	size_t sz;
@@ -597,7 +668,10 @@ struct memfault_region_opts {
 	uint32_t kvm_flags;
 };
 
-/** Facts about a region, filled by memfault_region_get_info(). */
+/**
+ * Facts about a region, filled by memfault_region_get_info().
+ * @since 0.1
+ */
 struct memfault_region_info {
 	/** Guest physical address of the first byte. */
 	uint64_t gpa;
@@ -641,6 +715,7 @@ struct memfault_region_info {
  *       nothing until words are touched (#MEMFAULT_REGION_MISSING touches
  *       all of them). Other KVM errors of KVM_SET_USER_MEMORY_REGION2 are
  *       returned as they are.
+ * @since 0.1
  */
 int memfault_region_new(struct memfault_vm *vm, uint32_t slot, uint64_t gpa,
 			uint64_t size, void *hva,
@@ -652,6 +727,7 @@ int memfault_region_new(struct memfault_vm *vm, uint32_t slot, uint64_t gpa,
  *
  * @param region the region, or NULL (nothing happens).
  * @note Setup call. No thread may use the region afterwards.
+ * @since 0.1
  */
 void memfault_region_free(struct memfault_region *region);
 
@@ -667,6 +743,7 @@ void memfault_region_free(struct memfault_region *region);
  * @retval -EINVAL @p vm is NULL.
  * @retval -ENOENT no region holds @p gpa.
  * @note Thread-safe against other lookups and bitmap operations.
+ * @since 0.1
  */
 int memfault_vm_find_region(const struct memfault_vm *vm, uint64_t gpa,
 			    struct memfault_region **ret_region,
@@ -681,6 +758,7 @@ int memfault_vm_find_region(const struct memfault_vm *vm, uint64_t gpa,
  * @return 0 on success or a negative errno.
  * @retval -EINVAL a NULL argument or @p size 0.
  * @note Thread-safe.
+ * @since 0.1
  */
 int memfault_region_get_info(const struct memfault_region *region,
 			     struct memfault_region_info *ret_info,
@@ -695,6 +773,9 @@ int memfault_region_get_info(const struct memfault_region *region,
  * #MEMFAULT_REGION_USERFAULT this function therefore re-toggles the flag
  * after setting the bits (two KVM_SET_USER_MEMORY_REGION2 calls, which
  * unmap the slot from the guest), so the bits always take effect.
+ * On a region registered with memfault_uffd_register(), the pages are
+ * also unmapped from the host (MADV_DONTNEED; anonymous memory loses its
+ * contents), so that host accesses fault on them too.
  *
  * @param region the region.
  * @param first first page index.
@@ -703,6 +784,7 @@ int memfault_region_get_info(const struct memfault_region *region,
  * @retval -EINVAL NULL region, or a range beyond the region.
  * @note Thread-safe against the other bitmap operations; whole words are
  *       written with one atomic operation each.
+ * @since 0.1
  */
 int memfault_region_mark_missing(struct memfault_region *region,
 				 uint64_t first, uint64_t count);
@@ -727,6 +809,7 @@ int memfault_region_mark_missing(struct memfault_region *region,
  * @retval -EINVAL NULL region, or a range beyond the region.
  * @note Thread-safe. Publishing a page claimed by another thread releases
  *       that claim too.
+ * @since 0.1
  */
 int memfault_region_publish(struct memfault_region *region, uint64_t first,
 			    uint64_t count);
@@ -739,6 +822,7 @@ int memfault_region_publish(struct memfault_region *region, uint64_t first,
  * @return 1 if missing, 0 if present, or a negative errno.
  * @retval -EINVAL NULL region or @p page out of range.
  * @note Thread-safe and async-signal-safe.
+ * @since 0.1
  */
 int memfault_region_is_missing(const struct memfault_region *region,
 			       uint64_t page);
@@ -754,6 +838,7 @@ int memfault_region_is_missing(const struct memfault_region *region,
  * @retval -ENOENT no missing page at or after @p from.
  * @retval -EINVAL NULL argument or @p from beyond the region.
  * @note Thread-safe; a snapshot: pages may change while it scans.
+ * @since 0.1
  */
 int memfault_region_find_missing(const struct memfault_region *region,
 				 uint64_t from, uint64_t *ret_page);
@@ -769,6 +854,7 @@ int memfault_region_find_missing(const struct memfault_region *region,
  * @retval -ENOENT no present page at or after @p from.
  * @retval -EINVAL NULL argument or @p from beyond the region.
  * @note Thread-safe; a snapshot.
+ * @since 0.1
  */
 int memfault_region_find_present(const struct memfault_region *region,
 				 uint64_t from, uint64_t *ret_page);
@@ -781,17 +867,24 @@ int memfault_region_find_present(const struct memfault_region *region,
  * @return 0 on success or a negative errno.
  * @retval -EINVAL a NULL argument.
  * @note Thread-safe; a snapshot.
+ * @since 0.1
  */
 int memfault_region_count_missing(const struct memfault_region *region,
 				  uint64_t *ret_count);
 
-/** Flags for memfault_region_claim(). */
+/**
+ * Flags for memfault_region_claim().
+ * @since 0.1
+ */
 enum memfault_claim_flag {
 	/** Do not wait for another thread's fetch: return #MEMFAULT_CLAIM_BUSY. */
 	MEMFAULT_CLAIM_NOWAIT = 1u << 0,
 };
 
-/** Results of memfault_region_claim(). */
+/**
+ * Results of memfault_region_claim().
+ * @since 0.1
+ */
 enum memfault_claim_result {
 	/** The page is present: nothing to do. */
 	MEMFAULT_CLAIM_PRESENT = 0,
@@ -816,6 +909,7 @@ enum memfault_claim_result {
  * @retval -EINVAL NULL region, @p page out of range or unknown @p flags.
  * @retval -EINTR a signal interrupted the wait (nothing was claimed).
  * @note Thread-safe. Not async-signal-safe.
+ * @since 0.1
  */
 int memfault_region_claim(struct memfault_region *region, uint64_t page,
 			  uint32_t flags);
@@ -830,6 +924,7 @@ int memfault_region_claim(struct memfault_region *region, uint64_t page,
  * @retval -EINVAL NULL region or @p page out of range.
  * @retval -EPERM the page was not claimed.
  * @note Thread-safe.
+ * @since 0.1
  */
 int memfault_region_abort(struct memfault_region *region, uint64_t page);
 
@@ -856,7 +951,10 @@ int memfault_region_abort(struct memfault_region *region, uint64_t page);
  * @{
  */
 
-/** What a handler tells the run loop (a negative errno means failure). */
+/**
+ * What a handler tells the run loop (a negative errno means failure).
+ * @since 0.1
+ */
 enum memfault_verdict {
 	/** The fault is resolved: re-enter the guest. */
 	MEMFAULT_RESOLVED = 0,
@@ -864,7 +962,10 @@ enum memfault_verdict {
 	MEMFAULT_TO_VMM = 1,
 };
 
-/** Handlers and their user pointer, per VM. Declare with MEMFAULT_OPTS(). */
+/**
+ * Handlers and their user pointer, per VM. Declare with MEMFAULT_OPTS().
+ * @since 0.1
+ */
 struct memfault_handlers {
 	/** Size of this struct as the caller knows it: `sizeof(struct memfault_handlers)`. */
 	size_t sz;
@@ -921,6 +1022,7 @@ struct memfault_handlers {
  * @return 0 on success or a negative errno.
  * @retval -EINVAL NULL @p vm or malformed @p handlers.
  * @note Setup call: not while a vCPU of @p vm runs memfault_vcpu_run_dispatch().
+ * @since 0.1
  */
 int memfault_vm_set_handlers(struct memfault_vm *vm,
 			     const struct memfault_handlers *handlers);
@@ -942,10 +1044,14 @@ int memfault_vm_set_handlers(struct memfault_vm *vm,
  * @note A kick makes it return #MEMFAULT_RUN_INTERRUPTED at the next
  *       re-entry, or while it waits for another vCPU's page-in. A
  *       handler's negative errno is returned as it is.
+ * @since 0.1
  */
 int memfault_vcpu_run_dispatch(struct memfault_vcpu *vcpu);
 
-/** Per-vCPU counters, filled by memfault_vcpu_get_stats(). */
+/**
+ * Per-vCPU counters, filled by memfault_vcpu_get_stats().
+ * @since 0.1
+ */
 struct memfault_vcpu_stats {
 	/** KVM_RUN calls. */
 	uint64_t runs;
@@ -975,8 +1081,17 @@ struct memfault_vcpu_stats {
 	uint64_t interrupted;
 	/** Nanoseconds spent in handlers (CLOCK_MONOTONIC). */
 	uint64_t handler_ns;
-	/** Reserved for future counters; zero. */
-	uint64_t reserved[2];
+	/**
+	 * userfaultfd faults raised by this vCPU's thread (KVM's own accesses
+	 * to guest memory, or the VMM's on that thread) and handled by the
+	 * library: see memfault_uffd_add_vcpu().
+	 */
+	uint64_t uffd_faults;
+	/**
+	 * Nanoseconds those faults waited for the library, from reading the
+	 * fault to installing or waking the page.
+	 */
+	uint64_t uffd_wait_ns;
 };
 
 /**
@@ -989,9 +1104,336 @@ struct memfault_vcpu_stats {
  * @retval -EINVAL a NULL argument or @p size 0.
  * @note Thread-safe: callable while the vCPU runs; each counter is read
  *       atomically, the set is not a snapshot.
+ * @since 0.1
  */
 int memfault_vcpu_get_stats(const struct memfault_vcpu *vcpu,
 			    struct memfault_vcpu_stats *ret_stats, size_t size);
+
+/** @} */
+
+/**
+ * @defgroup uffd userfaultfd backend
+ * The same bitmap and the same page_in() handler on kernels without KVM
+ * Userfault, and for the accesses KVM Userfault never sees: KVM's own
+ * (through the hva, in the vCPU thread) and the VMM's own threads.
+ *
+ * A region is registered with userfaultfd(2) in one of two modes:
+ * - #MEMFAULT_UFFD_MISSING for anonymous private memory: page_in() fills
+ *   a bounce buffer, which is installed with UFFDIO_COPY;
+ * - #MEMFAULT_UFFD_MINOR for a memfd (shmem) mapped twice: page_in()
+ *   fills the page through the second mapping (the alias), and the page
+ *   is mapped with UFFDIO_CONTINUE. Holes in the memfd trap too.
+ *
+ * One model for both trap sources:
+ * - The region's bitmap is the source of truth. A userfaultfd fault on a
+ *   page claims it (memfault_region_claim()), calls page_in(), installs
+ *   the page, then publishes it (memfault_region_publish()): when the bit
+ *   clears, the page is already mapped.
+ * - A KVM Userfault exit on a registered region
+ *   (memfault_vcpu_run_dispatch()) fills and installs the page the same
+ *   way instead of writing the hva, which would itself fault. Each page
+ *   is fetched exactly once, whichever side faults first.
+ * - A fault on a page that is present, or that another thread is
+ *   fetching, calls nothing: the page is installed again if it was
+ *   unmapped since (#MEMFAULT_UFFD_MINOR: from the page cache;
+ *   #MEMFAULT_UFFD_MISSING: a zero page, as without userfaultfd), or the
+ *   fetcher's install wakes the thread.
+ * - Only the library installs pages: on a registered region, a VMM thread
+ *   must not claim a page itself and write it through the region's hva
+ *   (it would fault on it and wait for itself).
+ *
+ * A failed page-in is not retried: the claim is aborted (the page stays
+ * missing), the failure is logged (level 3) and recorded with its address
+ * and errno in memfault_uffd_stats, and the page is poisoned
+ * (UFFDIO_POISON): the faulting threads, and any later host access, get
+ * SIGBUS at the page, and KVM accesses fail, until the page is fetched
+ * by a KVM Userfault exit or marked missing again
+ * (memfault_region_mark_missing(), which unmaps it). Kernels without
+ * UFFD_FEATURE_POISON (before 6.6) send SIGBUS to the faulting thread
+ * instead and wake it. A failure in the KVM Userfault path is returned by
+ * memfault_vcpu_run_dispatch() as before; host threads waiting for that
+ * page are woken and fault again.
+ *
+ * Faults are served either by a library thread
+ * (#MEMFAULT_UFFD_SERVICE_THREAD) or by the VMM: it polls
+ * memfault_uffd_get_fd() for POLLIN in its event loop and calls
+ * memfault_uffd_service().
+ * @{
+ */
+
+/**
+ * Opaque userfaultfd object.
+ * @since 0.1
+ */
+struct memfault_uffd;
+
+/**
+ * Flags for memfault_uffd_opts::flags.
+ * @since 0.1
+ */
+enum memfault_uffd_flag {
+	/**
+	 * Serve faults in a library thread (all signals blocked), stopped by
+	 * memfault_uffd_free(). Without it, the VMM calls
+	 * memfault_uffd_service().
+	 */
+	MEMFAULT_UFFD_SERVICE_THREAD = 1u << 0,
+};
+
+/**
+ * Options for memfault_uffd_new(). Declare with MEMFAULT_OPTS().
+ * @since 0.1
+ */
+struct memfault_uffd_opts {
+	/** Size of this struct as the caller knows it: `sizeof(struct memfault_uffd_opts)`. */
+	size_t sz;
+	/** Bitwise OR of enum memfault_uffd_flag values. */
+	uint64_t flags;
+	/** Reserved, must be zero. */
+	uint64_t reserved;
+};
+
+/**
+ * Registration modes for memfault_uffd_register().
+ * @since 0.1
+ */
+enum memfault_uffd_mode {
+	/** Anonymous private memory: pages installed with UFFDIO_COPY. */
+	MEMFAULT_UFFD_MISSING = 1,
+	/**
+	 * memfd/shmem memory mapped twice: pages filled through the alias and
+	 * mapped with UFFDIO_CONTINUE (needs UFFD_FEATURE_MINOR_SHMEM, 5.13).
+	 */
+	MEMFAULT_UFFD_MINOR = 2,
+};
+
+/**
+ * Number of buckets in memfault_uffd_stats::latency. Bucket 0 counts
+ * latencies below 512 ns; bucket i >= 1 counts
+ * [(4 + (i - 1) % 4) << (7 + (i - 1) / 4),
+ *  (5 + (i - 1) % 4) << (7 + (i - 1) / 4)) ns, four buckets per power of
+ * two; the last one also counts everything longer (about 25 ms and up).
+ * @since 0.1
+ */
+#define MEMFAULT_UFFD_LATENCY_BUCKETS 64
+
+/**
+ * Counters, filled by memfault_uffd_get_stats().
+ * @since 0.1
+ */
+struct memfault_uffd_stats {
+	/** The UFFD_FEATURE_* bits enabled on the userfaultfd. */
+	uint64_t features;
+	/** userfaultfd page faults handled. */
+	uint64_t faults;
+	/** Pages fetched (page_in() succeeded and installed) for userfaultfd faults. */
+	uint64_t page_ins;
+	/** Pages fetched for KVM Userfault exits and installed through userfaultfd. */
+	uint64_t kvm_page_ins;
+	/**
+	 * Faults that fetched nothing: the page was present, or another
+	 * thread was fetching it.
+	 */
+	uint64_t waits;
+	/** Faults outside every registered region (woken, nothing installed). */
+	uint64_t unknown;
+	/** Page-ins of userfaultfd faults that failed (pages poisoned). */
+	uint64_t errors;
+	/** Host virtual address of the last failed page-in; 0 if none. */
+	uint64_t last_error_addr;
+	/** Guest physical address of the last failed page-in; 0 if none. */
+	uint64_t last_error_gpa;
+	/** Negative errno of the last failed page-in; 0 if none. */
+	int32_t last_error;
+	/** Thread id of the thread whose fault failed; 0 if unknown. */
+	uint32_t last_error_tid;
+	/** Median fault latency in ns, from the histogram (upper bucket bound, at most the max). */
+	uint64_t latency_p50_ns;
+	/** 99th percentile fault latency in ns, computed as the median. */
+	uint64_t latency_p99_ns;
+	/** Longest fault latency in ns. */
+	uint64_t latency_max_ns;
+	/**
+	 * Histogram of the latency of each userfaultfd fault, from reading it
+	 * to installing or waking the page (see #MEMFAULT_UFFD_LATENCY_BUCKETS).
+	 */
+	uint64_t latency[MEMFAULT_UFFD_LATENCY_BUCKETS];
+	/** Reserved for future counters; zero. */
+	uint64_t reserved[4];
+};
+
+/**
+ * @brief **memfault_uffd_new()**: create a userfaultfd for the VM's
+ * regions.
+ *
+ * Opens /dev/userfaultfd with USERFAULTFD_IOC_NEW (Linux 6.1), falling back
+ * to the userfaultfd(2) system call, both with O_CLOEXEC | O_NONBLOCK.
+ * UFFDIO_API probes the features and enables those the library uses that
+ * the kernel offers: THREAD_ID (per-vCPU attribution), MISSING_SHMEM and
+ * MINOR_SHMEM (#MEMFAULT_UFFD_MINOR), POISON (failure delivery).
+ *
+ * @param vm the VM whose handlers (page_in(), log()) serve the faults; it
+ *        stays alive while the object exists.
+ * @param opts options, or NULL for the defaults.
+ * @param[out] ret_uffd the new object; written only on success.
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL a NULL or malformed argument.
+ * @retval -EPERM userfaultfd is not permitted for this process; a message
+ *         naming `vm.unprivileged_userfaultfd` and /dev/userfaultfd goes to
+ *         the VM's log handler.
+ * @retval -ENOSYS the kernel (or an emulator such as qemu-user) has no
+ *         userfaultfd.
+ * @retval -ENOMEM out of memory.
+ * @note Thread-safe; not async-signal-safe. Other errors of the system
+ *       calls involved (EMFILE, ...) are returned negated.
+ * @since 0.1
+ */
+int memfault_uffd_new(struct memfault_vm *vm,
+		      const struct memfault_uffd_opts *opts,
+		      struct memfault_uffd **ret_uffd);
+
+/**
+ * @brief **memfault_uffd_free()**: stop serving faults and release the
+ * object.
+ *
+ * Stops the service thread, if any, through an eventfd and joins it; then
+ * resolves the faults already queued, so that threads blocked in them get
+ * their pages (page_in() may be called); then unregisters every region,
+ * which wakes any fault that raced with that: it is retried without
+ * userfaultfd and sees the memory as it is (anonymous: a zero page). No
+ * thread is left blocked in the kernel. Bits still set stay set: KVM
+ * Userfault exits on the regions go on working, and resolve through the
+ * region's hva again.
+ *
+ * @param uffd the object, or NULL (nothing happens).
+ * @note Setup call: not while another thread calls memfault_uffd_service()
+ *       or runs memfault_vcpu_run_dispatch() on a registered region, and
+ *       not from page_in(). No other call may use @p uffd afterwards.
+ * @since 0.1
+ */
+void memfault_uffd_free(struct memfault_uffd *uffd);
+
+/**
+ * @brief **memfault_uffd_get_fd()**: the userfaultfd, for the VMM's event
+ * loop.
+ *
+ * @param uffd the object.
+ * @return the fd (>= 0), readable (POLLIN) when faults are queued, or a
+ *         negative errno.
+ * @retval -EINVAL @p uffd is NULL.
+ * @note Thread-safe and async-signal-safe. Do not read it or close it:
+ *       call memfault_uffd_service().
+ * @since 0.1
+ */
+int memfault_uffd_get_fd(const struct memfault_uffd *uffd);
+
+/**
+ * @brief **memfault_uffd_service()**: handle the faults queued now,
+ * without blocking.
+ *
+ * Reads up to @p max_events messages and resolves each fault: claim,
+ * page_in(), install, publish; or install/wake only for a page present
+ * or being fetched by another thread. Returns when none is queued.
+ *
+ * @param uffd the object.
+ * @param max_events the most messages to handle, at least 1.
+ * @return the number of messages handled (0 if none was queued), or a
+ *         negative errno.
+ * @retval -EINVAL @p uffd is NULL or @p max_events is 0.
+ * @note Thread-safe: several threads, and the service thread, may call it
+ *       at once. page_in() runs in the calling thread, which must not
+ *       itself touch a missing page of a registered region.
+ * @since 0.1
+ */
+int memfault_uffd_service(struct memfault_uffd *uffd, uint32_t max_events);
+
+/**
+ * @brief **memfault_uffd_register()**: trap the host accesses to a region
+ * with userfaultfd.
+ *
+ * Registers [hva, hva + size) of @p region (UFFDIO_REGISTER), then unmaps
+ * its missing pages (MADV_DONTNEED), so that the bitmap and the page
+ * tables agree: a page whose bit is set faults on every access.
+ * memfault_region_mark_missing() unmaps pages in the same way.
+ *
+ * @param uffd the object.
+ * @param region a region of the VM of @p uffd, with an hva.
+ * @param mode one of enum memfault_uffd_mode.
+ * @param alias #MEMFAULT_UFFD_MINOR: a second shared mapping of the same
+ *        memfd range, host-page aligned, not overlapping the region, and
+ *        not registered; the library writes pages through it. NULL for
+ *        #MEMFAULT_UFFD_MISSING.
+ * @return 0 on success or a negative errno; on failure nothing changed.
+ * @retval -EINVAL a NULL or bad argument, a region of another VM or
+ *         without hva, a misplaced @p alias, or memory the kernel cannot
+ *         register in this mode (#MEMFAULT_UFFD_MINOR on anonymous memory).
+ * @retval -EEXIST @p region, or a region sharing its host memory, is
+ *         already registered.
+ * @retval -EOPNOTSUPP the kernel lacks the mode for this memory.
+ * @retval -ENOMEM out of memory.
+ * @note Thread-safe, also while faults are being served. The region's
+ *       registration ends with memfault_region_free() or
+ *       memfault_uffd_free().
+ * @since 0.1
+ */
+int memfault_uffd_register(struct memfault_uffd *uffd,
+			   struct memfault_region *region, uint32_t mode,
+			   void *alias);
+
+/**
+ * @brief **memfault_uffd_add_vcpu()**: attribute the userfaultfd faults of
+ * a vCPU's thread to the vCPU.
+ *
+ * A fault from the thread that last ran @p vcpu in memfault_vcpu_run()
+ * (needs UFFD_FEATURE_THREAD_ID) passes @p vcpu to page_in() and counts in
+ * memfault_vcpu_stats::uffd_faults and memfault_vcpu_stats::uffd_wait_ns
+ * of @p vcpu. Faults of other threads pass NULL.
+ *
+ * @param uffd the object.
+ * @param vcpu a vCPU of the same VM.
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL a NULL argument or a vCPU of another VM.
+ * @retval -EEXIST @p vcpu was already added.
+ * @retval -ENOMEM out of memory.
+ * @note Thread-safe. Remove the vCPU with memfault_uffd_remove_vcpu()
+ *       before memfault_vcpu_free().
+ * @since 0.1
+ */
+int memfault_uffd_add_vcpu(struct memfault_uffd *uffd,
+			   struct memfault_vcpu *vcpu);
+
+/**
+ * @brief **memfault_uffd_remove_vcpu()**: stop attributing faults to a
+ * vCPU.
+ *
+ * Waits until no fault being served uses @p vcpu.
+ *
+ * @param uffd the object.
+ * @param vcpu a vCPU added with memfault_uffd_add_vcpu().
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL a NULL argument.
+ * @retval -ENOENT @p vcpu was not added.
+ * @note Thread-safe; not from page_in().
+ * @since 0.1
+ */
+int memfault_uffd_remove_vcpu(struct memfault_uffd *uffd,
+			      struct memfault_vcpu *vcpu);
+
+/**
+ * @brief **memfault_uffd_get_stats()**: read the counters, the latency
+ * histogram and the last failure.
+ *
+ * @param uffd the object.
+ * @param[out] ret_stats filled with min(@p size, sizeof) bytes.
+ * @param size the caller's `sizeof(struct memfault_uffd_stats)`.
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL a NULL argument or @p size 0.
+ * @note Thread-safe: each counter is read atomically, the set is not a
+ *       snapshot; the last-failure fields are consistent with each other.
+ * @since 0.1
+ */
+int memfault_uffd_get_stats(const struct memfault_uffd *uffd,
+			    struct memfault_uffd_stats *ret_stats, size_t size);
 
 /** @} */
 
