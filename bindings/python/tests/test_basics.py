@@ -1,0 +1,89 @@
+# SPDX-License-Identifier: MIT
+"""What needs no VM: errors, version, arch table, exit classification,
+guest memory."""
+import errno
+import mmap
+
+import pytest
+
+import memfault
+
+
+def test_error_is_an_oserror_with_errno():
+    e = memfault.MemfaultError(errno.EINVAL, "memfault_vm_new")
+    assert isinstance(e, OSError)
+    assert e.errno == errno.EINVAL and e.function == "memfault_vm_new"
+    assert str(e) == "[Errno 22] Invalid argument: 'memfault_vm_new'"
+    h = memfault.HandlerError("memfault_vcpu_run_dispatch")
+    assert isinstance(h, memfault.MemfaultError) and h.errno == errno.ECANCELED == memfault.HANDLER_FAILED
+
+
+def test_version_and_library():
+    assert memfault.version() == (0, 1)
+    assert "libmemfault" in memfault.library_path()
+
+
+def test_arch_table():
+    assert memfault.arch_reads_back_exit(memfault.Arch.ARM64, memfault.ExitReason.MMIO)
+    assert not memfault.arch_reads_back_exit(memfault.Arch.X86_64, memfault.ExitReason.HLT)
+    with pytest.raises(memfault.MemfaultError) as e:
+        memfault.arch_reads_back_exit(77, 6)
+    assert e.value.errno == errno.EINVAL
+
+
+def test_bad_fd_raises_errno():
+    with pytest.raises(memfault.MemfaultError) as e:
+        memfault.Vm(-1)
+    assert e.value.errno in (errno.EBADF, errno.EINVAL)
+
+
+def test_classify_synthetic_exits():
+    run = memfault.KvmRunBuffer()
+    run.exit_reason = memfault.ExitReason.MEMORY_FAULT
+    run.set_memory_fault(1 << 3, 0x3000_0000, 0x1000)
+    ex = memfault.classify_exit(run, -1, errno.EFAULT)
+    assert isinstance(ex, memfault.ExitMemoryFault)
+    f = ex.fault
+    assert (f.gpa, f.size, f.error, f.origin) == (0x3000_0000, 0x1000, errno.EFAULT, memfault.Origin.ERRNO)
+    assert f.is_private and not f.is_userfault
+    assert memfault.classify_exit(run, 0, 0) == memfault.ExitMemoryFault(
+        memfault.Fault(0x3000_0000, 0x1000, memfault.FaultFlag.PRIVATE, 8, None, memfault.Origin.RET0))
+    run.exit_reason = memfault.ExitReason.MMIO
+    assert memfault.classify_exit(run, 0, 0) == memfault.ExitVmm(memfault.ExitReason.MMIO)
+    assert memfault.classify_exit(run, -1, errno.EINTR) == memfault.ExitInterrupted()
+    assert memfault.classify_exit(run, -1, errno.EAGAIN) == memfault.ExitRetry()
+    with pytest.raises(memfault.MemfaultError) as e:
+        memfault.classify_exit(run, -1, errno.EFAULT)
+    assert e.value.errno == errno.EFAULT
+    with pytest.raises(memfault.MemfaultError):
+        memfault.classify_exit(run, 5, 0)
+
+
+def test_kvm_run_views():
+    run = memfault.KvmRunBuffer()
+    assert run.mmio is None and run.io is None
+    run.exit_reason = memfault.ExitReason.MMIO
+    run.set_mmio_data(b"\x01\x02")
+    assert run.mmio.data == b""  # len 0
+    run.exit_reason = memfault.ExitReason.IO
+    with pytest.raises(memfault.MemfaultError):
+        run.io_data  # data_offset 0 is inside struct kvm_run
+
+
+def test_guest_memory():
+    with memfault.GuestMemory.anonymous(2 * mmap.PAGESIZE) as m:
+        assert len(m) == 2 * mmap.PAGESIZE and m.address % mmap.PAGESIZE == 0
+        m.write(5, b"abc")
+        assert m.read(4, 5) == b"\0abc\0"
+        m.fill(0, 3, 0x7F)
+        assert m.read(0, 4) == b"\x7f\x7f\x7f\0"
+        with pytest.raises(memfault.MemfaultError) as e:
+            m.write(len(m) - 1, b"xy")
+        assert e.value.errno == errno.ERANGE
+        m.set_accessible(False)
+        with pytest.raises(memfault.MemfaultError):
+            m.read(0, 1)
+        m.set_accessible(True)
+        assert m.read(0, 1) == b"\x7f"
+    with pytest.raises(memfault.MemfaultError):
+        m.read(0, 1)

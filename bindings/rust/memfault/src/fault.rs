@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: MIT
+//! Exits and decoded memory faults.
+
+use std::fmt;
+use std::ops::{BitAnd, BitOr, BitOrAssign};
+
+use memfault_sys as sys;
+
+use crate::errno::{Errno, Result};
+use crate::kvm_run::KvmRun;
+
+/// `memfault_fault::flags`: what the library decoded (several may be set).
+///
+/// ```
+/// use memfault::FaultFlags;
+///
+/// let f = FaultFlags::USERFAULT | FaultFlags::PRIVATE;
+/// assert!(f.contains(FaultFlags::USERFAULT));
+/// assert!(!f.contains(FaultFlags::HWPOISON));
+/// assert_eq!(f.bits(), 3);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FaultFlags(u64);
+
+impl FaultFlags {
+    /// The access was private (`KVM_MEMORY_EXIT_FLAG_PRIVATE`).
+    pub const PRIVATE: FaultFlags = FaultFlags(sys::MEMFAULT_FAULT_PRIVATE as u64);
+    /// A KVM Userfault exit.
+    pub const USERFAULT: FaultFlags = FaultFlags(sys::MEMFAULT_FAULT_USERFAULT as u64);
+    /// `KVM_RUN` failed with `EHWPOISON`.
+    pub const HWPOISON: FaultFlags = FaultFlags(sys::MEMFAULT_FAULT_HWPOISON as u64);
+    /// The kernel set flag bits the library does not know.
+    pub const UNKNOWN: FaultFlags = FaultFlags(sys::MEMFAULT_FAULT_UNKNOWN as u64);
+    /// The reported size is zero: the range is not to be trusted.
+    pub const SIZE_ZERO: FaultFlags = FaultFlags(sys::MEMFAULT_FAULT_SIZE_ZERO as u64);
+    /// gpa or size is not a multiple of the host page size.
+    pub const UNALIGNED: FaultFlags = FaultFlags(sys::MEMFAULT_FAULT_UNALIGNED as u64);
+    /// gpa + size overflows 64 bits: the range is not to be trusted.
+    pub const OVERFLOW: FaultFlags = FaultFlags(sys::MEMFAULT_FAULT_OVERFLOW as u64);
+
+    /// No flag.
+    pub const fn empty() -> FaultFlags {
+        FaultFlags(0)
+    }
+    /// From the raw bits (unknown bits are kept).
+    pub const fn from_bits(bits: u64) -> FaultFlags {
+        FaultFlags(bits)
+    }
+    /// The raw bits.
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+    /// Whether every bit of `other` is set.
+    pub const fn contains(self, other: FaultFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+    /// Whether no bit is set.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl BitOr for FaultFlags {
+    type Output = FaultFlags;
+    fn bitor(self, rhs: FaultFlags) -> FaultFlags {
+        FaultFlags(self.0 | rhs.0)
+    }
+}
+
+impl BitOrAssign for FaultFlags {
+    fn bitor_assign(&mut self, rhs: FaultFlags) {
+        self.0 |= rhs.0;
+    }
+}
+
+impl BitAnd for FaultFlags {
+    type Output = FaultFlags;
+    fn bitand(self, rhs: FaultFlags) -> FaultFlags {
+        FaultFlags(self.0 & rhs.0)
+    }
+}
+
+impl fmt::Debug for FaultFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NAMES: [(FaultFlags, &str); 7] = [
+            (FaultFlags::PRIVATE, "PRIVATE"),
+            (FaultFlags::USERFAULT, "USERFAULT"),
+            (FaultFlags::HWPOISON, "HWPOISON"),
+            (FaultFlags::UNKNOWN, "UNKNOWN"),
+            (FaultFlags::SIZE_ZERO, "SIZE_ZERO"),
+            (FaultFlags::UNALIGNED, "UNALIGNED"),
+            (FaultFlags::OVERFLOW, "OVERFLOW"),
+        ];
+        let mut rest = self.0;
+        let mut first = true;
+        write!(f, "FaultFlags(")?;
+        for (flag, name) in NAMES {
+            if self.contains(flag) {
+                write!(f, "{}{name}", if first { "" } else { " | " })?;
+                first = false;
+                rest &= !flag.0;
+            }
+        }
+        if rest != 0 || first {
+            write!(f, "{}{rest:#x}", if first { "" } else { " | " })?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// Where a memory fault came from (`enum memfault_fault_origin`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// `KVM_RUN` returned -1 with `EFAULT` or `EHWPOISON`, as api.rst documents.
+    Errno,
+    /// `KVM_RUN` returned 0 with the exit set (arm64 nested VNCR path).
+    Ret0,
+    /// `KVM_RUN` returned -1 with another errno (guest_memfd `ENOMEM`, `EIO`, ...).
+    OtherErrno,
+    /// A value this crate does not know (a newer library).
+    Unknown(u32),
+}
+
+impl Origin {
+    fn from_raw(v: u32) -> Origin {
+        match v {
+            sys::MEMFAULT_ORIGIN_ERRNO => Origin::Errno,
+            sys::MEMFAULT_ORIGIN_RET0 => Origin::Ret0,
+            sys::MEMFAULT_ORIGIN_OTHER_ERRNO => Origin::OtherErrno,
+            other => Origin::Unknown(other),
+        }
+    }
+}
+
+/// A decoded memory fault (`struct memfault_fault`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Fault {
+    /// Guest physical address of the faulting range, as the kernel reported it.
+    pub gpa: u64,
+    /// Size of the range in bytes, as the kernel reported it.
+    pub size: u64,
+    /// What the library decoded.
+    pub flags: FaultFlags,
+    /// `kvm_run.memory_fault.flags` exactly as the kernel wrote it.
+    pub kernel_flags: u64,
+    /// `None` if `KVM_RUN` returned 0, else the errno it failed with.
+    pub error: Option<Errno>,
+    /// How the kernel reported it.
+    pub origin: Origin,
+}
+
+impl Fault {
+    pub(crate) fn from_raw(f: &sys::memfault_fault) -> Fault {
+        Fault {
+            gpa: f.gpa,
+            size: f.size,
+            flags: FaultFlags(f.flags),
+            kernel_flags: f.kernel_flags,
+            error: f.error.checked_neg().and_then(Errno::new),
+            origin: Origin::from_raw(f.origin),
+        }
+    }
+
+    /// A KVM Userfault exit (a missing page of a userfault region).
+    pub fn is_userfault(&self) -> bool {
+        self.flags.contains(FaultFlags::USERFAULT)
+    }
+    /// The access was private.
+    pub fn is_private(&self) -> bool {
+        self.flags.contains(FaultFlags::PRIVATE)
+    }
+    /// The page is hardware-poisoned.
+    pub fn is_hwpoison(&self) -> bool {
+        self.flags.contains(FaultFlags::HWPOISON)
+    }
+    /// Whether `gpa..gpa + size` can be trusted (non-zero size, no overflow).
+    pub fn range_trusted(&self) -> bool {
+        !self.flags.contains(FaultFlags::SIZE_ZERO) && !self.flags.contains(FaultFlags::OVERFLOW)
+    }
+}
+
+/// What one run of a vCPU ended with (`enum memfault_run_result`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// An ordinary exit with this `kvm_run.exit_reason` (see [`crate::exit_reason`]):
+    /// handle it through [`crate::Vcpu::kvm_run`].
+    Vmm(u32),
+    /// A memory fault (no handler resolved it).
+    MemoryFault(Fault),
+    /// `KVM_RUN` was interrupted by a kick or a signal (`EINTR`).
+    Interrupted,
+    /// KVM asked to be called again (`EAGAIN`).
+    Retry,
+}
+
+impl Exit {
+    /// From a non-negative result, reading the exit reason from `run` and the
+    /// fault with `fault()`.
+    pub(crate) fn decode(
+        result: i32,
+        run: impl FnOnce() -> u32,
+        fault: impl FnOnce() -> Result<Fault>,
+    ) -> Result<Exit> {
+        match result as u32 {
+            sys::MEMFAULT_RUN_EXIT => Ok(Exit::Vmm(run())),
+            sys::MEMFAULT_RUN_MEMORY_FAULT => fault().map(Exit::MemoryFault),
+            sys::MEMFAULT_RUN_INTERRUPTED => Ok(Exit::Interrupted),
+            sys::MEMFAULT_RUN_RETRY => Ok(Exit::Retry),
+            // a result this crate does not know: a newer library
+            _ => Err(Errno::EPROTO),
+        }
+    }
+}
+
+/// Classify a `KVM_RUN` result the VMM obtained itself, as [`crate::Vcpu::run`]
+/// does (`memfault_exit_classify()`).
+///
+/// `ioctl_ret` is what `ioctl(KVM_RUN)` returned (0 or -1) and `err` the
+/// `errno` read right after it.
+///
+/// ```
+/// use memfault::{classify_exit, exit_reason, Errno, Exit, KvmRunBuffer, Origin};
+///
+/// let mut buf = KvmRunBuffer::new();
+/// let mut run = buf.view();
+/// run.set_exit_reason(exit_reason::MEMORY_FAULT);
+/// run.set_memory_fault(0, 0x2000_0000, 0x1000);
+/// let Exit::MemoryFault(f) = classify_exit(&run, -1, Errno::EFAULT.get())? else {
+///     panic!("not a fault")
+/// };
+/// assert_eq!((f.gpa, f.size, f.error, f.origin), (0x2000_0000, 0x1000, Some(Errno::EFAULT), Origin::Errno));
+///
+/// run.set_exit_reason(exit_reason::MMIO);
+/// assert_eq!(classify_exit(&run, 0, 0)?, Exit::Vmm(exit_reason::MMIO));
+/// assert_eq!(classify_exit(&run, -1, Errno::EINTR.get())?, Exit::Interrupted);
+/// assert_eq!(classify_exit(&run, 7, 0), Err(Errno::EINVAL));
+/// # Ok::<(), Errno>(())
+/// ```
+pub fn classify_exit(run: &KvmRun<'_>, ioctl_ret: i32, err: i32) -> Result<Exit> {
+    let mut raw = sys::memfault_fault::default();
+    // SAFETY: `run` points to a live, aligned kvm_run of at least
+    // KVM_RUN_SIZE bytes (KvmRun's invariant); `raw` is a valid out-struct.
+    let r = unsafe {
+        sys::memfault_exit_classify(
+            run.as_ptr(),
+            ioctl_ret,
+            err,
+            &mut raw,
+            std::mem::size_of::<sys::memfault_fault>(),
+        )
+    };
+    let r = crate::errno::check(r)?;
+    Exit::decode(r, || run.exit_reason(), || Ok(Fault::from_raw(&raw)))
+}
