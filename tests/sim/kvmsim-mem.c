@@ -10,6 +10,9 @@
  * lock. Where they are missing (qemu-user has neither: ENOSYS; a seccomp
  * filter may refuse them: EPERM), a pipe does the same: write() from an
  * unreadable buffer and read() into an unwritable one fail with EFAULT.
+ *
+ * Also here: which file backs a host virtual address (/proc/self/maps),
+ * so that a poisoned guest_memfd page is poisoned through its mmap() too.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -19,7 +22,11 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -135,4 +142,70 @@ kvmsim__user_write(void *user_dst, const void *src, size_t n)
 	return process_vm_writev(getpid(), &l, 1, &r, 1, 0) == (ssize_t)n
 		       ? 0
 		       : -EFAULT;
+}
+
+/*
+ * One line of /proc/self/maps: "start-end perms offset major:minor inode
+ * path". Fills the result and returns true if it covers @hva.
+ */
+static bool
+maps_line(const char *line, uint64_t hva, dev_t *ret_dev, ino_t *ret_ino,
+	  uint64_t *ret_off, bool *ret_file)
+{
+	unsigned long long start, end, off, ino;
+	unsigned maj, min;
+	char perms[8];
+
+	if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &start, &end, perms,
+		   &off, &maj, &min, &ino) != 7)
+		return false;
+	if (hva < start || hva >= end)
+		return false;
+	*ret_file = ino != 0;
+	*ret_dev = makedev(maj, min);
+	*ret_ino = (ino_t)ino;
+	*ret_off = off + (hva - start);
+	return true;
+}
+
+int
+kvmsim__hva_file(uint64_t hva, dev_t *ret_dev, ino_t *ret_ino,
+		 uint64_t *ret_off)
+{
+	/* not fopen(): no allocation, no stdio lock, not our own open() */
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/maps",
+			      O_RDONLY | O_CLOEXEC);
+	char buf[4096 + 1];
+	size_t have = 0;
+	bool found = false, file = false;
+
+	if (fd < 0)
+		return -ENOENT;
+	while (!found) {
+		ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
+		char *line = buf, *nl;
+
+		if (n <= 0) {
+			/* a last line without a newline */
+			buf[have] = '\0';
+			if (have)
+				found = maps_line(buf, hva, ret_dev, ret_ino,
+						  ret_off, &file);
+			break;
+		}
+		have += (size_t)n;
+		buf[have] = '\0';
+		while (!found && (nl = strchr(line, '\n'))) {
+			*nl = '\0';
+			found = maps_line(line, hva, ret_dev, ret_ino, ret_off,
+					  &file);
+			line = nl + 1;
+		}
+		have -= (size_t)(line - buf);
+		if (have == sizeof(buf) - 1)
+			have = 0; /* a line longer than the buffer: skip it */
+		memmove(buf, line, have);
+	}
+	kvmsim__real_close(fd);
+	return found && file ? 0 : -ENOENT;
 }

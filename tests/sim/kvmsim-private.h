@@ -63,6 +63,8 @@ struct sim_gmem {
 	struct sim_vm *vm; /* holds a reference, as the gmem file holds kvm */
 	uint64_t size;
 	uint64_t flags;
+	dev_t dev; /* of the memfd: to recognise it in /proc/self/maps */
+	ino_t ino;
 };
 
 /* A memslot (struct kvm_memory_slot). */
@@ -88,6 +90,17 @@ struct sim_range {
 	uint64_t start, end;
 };
 
+/*
+ * A hardware-poisoned host page: the memory, not the gfn that maps it
+ * (memory_failure() marks the folio). @gmem set: page @addr (an offset)
+ * of that guest_memfd; forgotten when its fd is closed. @gmem NULL: the
+ * host page at virtual address @addr.
+ */
+struct sim_poison {
+	struct sim_gmem *gmem;
+	uint64_t addr;
+};
+
 /* An injected guest_memfd error. */
 struct sim_gmem_err {
 	uint64_t gfn;
@@ -104,8 +117,9 @@ struct sim_vm {
 	size_t nslots, slots_cap;
 	struct sim_range *priv;
 	size_t npriv, priv_cap;
-	uint64_t *poison; /* gfns */
+	struct sim_poison *poison;
 	size_t npoison, poison_cap;
+	size_t ngmem_poison; /* entries of poison with a gmem */
 	struct sim_gmem_err *errs;
 	size_t nerrs, errs_cap;
 	uint32_t *vcpu_ids;
@@ -169,7 +183,9 @@ unsigned kvmsim__level(void);
 bool kvmsim__quirk(uint64_t q);
 struct sim_slot *kvmsim__find_slot(struct sim_vm *vm, uint64_t gfn);
 bool kvmsim__gfn_private(struct sim_vm *vm, uint64_t gfn);
-bool kvmsim__gfn_poisoned(struct sim_vm *vm, uint64_t gfn);
+bool kvmsim__gmem_poisoned(struct sim_vm *vm, const struct sim_gmem *g,
+			   uint64_t offset);
+bool kvmsim__hva_poisoned(struct sim_vm *vm, uint64_t hva);
 int kvmsim__take_gmem_error(struct sim_vm *vm, uint64_t gfn);
 int kvmsim__check_steps(const struct kvmsim_step *steps, size_t n, bool x86);
 
@@ -178,6 +194,12 @@ int kvmsim__user_read(void *dst, const void *user_src, size_t n);
 int kvmsim__user_write(void *user_dst, const void *src, size_t n);
 /* process_vm_readv() is unavailable: qemu-user, or a seccomp sandbox */
 bool kvmsim__emulated(void);
+/*
+ * The file mapped at @hva (/proc/self/maps): its device, inode and the file
+ * offset of @hva. -ENOENT if nothing or anonymous memory is mapped there.
+ */
+int kvmsim__hva_file(uint64_t hva, dev_t *ret_dev, ino_t *ret_ino,
+		     uint64_t *ret_off);
 
 /* kvmsim-run.c */
 int kvmsim__vcpu_run(struct sim_vcpu *vcpu);

@@ -157,8 +157,9 @@ gmem_get_pfn(struct sim_vm *vm, const struct sim_slot *s, uint64_t gfn)
 	err = kvmsim__take_gmem_error(vm, gfn);
 	if (err)
 		return kvmsim__quirk(KVMSIM_Q_GMEM_ERRNO) ? -err : -EFAULT;
-	/* folio_test_hwpoison() */
-	if (kvmsim__gfn_poisoned(vm, gfn))
+	/* folio_test_hwpoison(): of this file's page, whatever gfn maps it */
+	if (kvmsim__gmem_poisoned(
+		    vm, s->gmem, s->gmem_offset + (gfn * page_size() - s->gpa)))
 		return -EHWPOISON;
 	return 0;
 }
@@ -224,9 +225,12 @@ hva_slot_rw(const struct sim_slot *s, uint64_t gpa, void *buf, size_t len,
 static int
 hva_path(struct sim_vm *vm, const struct sim_slot *s, struct access *a)
 {
-	if (kvmsim__gfn_poisoned(vm, a->gfn)) {
+	uint64_t hva = s->hva + (a->gfn * page_size() - s->gpa);
+
+	/* the host page behind the hva, whatever gfn maps it */
+	if (kvmsim__hva_poisoned(vm, hva)) {
 		a->sigbus = true;
-		a->sigbus_addr = s->hva + (a->gfn * page_size() - s->gpa);
+		a->sigbus_addr = hva;
 		return -EINTR;
 	}
 	return memory_rw(a, hva_slot_rw, s);

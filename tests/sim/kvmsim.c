@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -447,6 +448,12 @@ obj_release(struct sim_obj *o, bool close_fd)
 		for (size_t i = 0; i < vm->nslots; i++)
 			if (vm->slots[i].gmem == g)
 				vm->slots[i].gmem = NULL;
+		/* its poisoned pages go with it (kvmsim.h: deviations) */
+		for (size_t i = vm->npoison; i-- > 0;)
+			if (vm->poison[i].gmem == g) {
+				vm->poison[i] = vm->poison[--vm->npoison];
+				vm->ngmem_poison--;
+			}
 		o->fd = -1;
 		pthread_mutex_unlock(&vm->lock);
 	} else {
@@ -1202,6 +1209,7 @@ create_guest_memfd(struct sim_vm *vm, void *arg)
 {
 	struct kvm_create_guest_memfd c;
 	struct sim_gmem *g;
+	struct stat st;
 	int fd, r;
 
 	r = copy_from_user(&c, arg, sizeof(c));
@@ -1220,6 +1228,11 @@ create_guest_memfd(struct sim_vm *vm, void *arg)
 		kvmsim__real_close(fd);
 		return r;
 	}
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		kvmsim__real_close(fd);
+		return r;
+	}
 	g = obj_new(sizeof(*g), SIM_GMEM, fd);
 	if (!g) {
 		kvmsim__real_close(fd);
@@ -1229,6 +1242,8 @@ create_guest_memfd(struct sim_vm *vm, void *arg)
 	g->vm = vm;
 	g->size = c.size;
 	g->flags = c.flags;
+	g->dev = st.st_dev;
+	g->ino = st.st_ino;
 	r = reg_add(&g->obj);
 	if (r) {
 		kvmsim__real_close(fd);
@@ -1398,12 +1413,75 @@ kvmsim__ioctl(int fd, unsigned long req, void *arg, bool *handled)
 
 /* ---- control API ---- */
 
+/*
+ * Poison belongs to memory, as memory_failure() marks a folio: a
+ * guest_memfd page (file + offset) or a host virtual page. Whatever gpa
+ * maps it now sees it; a gpa re-bound to other memory does not.
+ */
+
 bool
-kvmsim__gfn_poisoned(struct sim_vm *vm, uint64_t gfn)
+kvmsim__gmem_poisoned(struct sim_vm *vm, const struct sim_gmem *g,
+		      uint64_t offset)
 {
+	uint64_t page = offset & ~(uint64_t)(page_size() - 1);
+
 	for (size_t i = 0; i < vm->npoison; i++)
-		if (vm->poison[i] == gfn)
+		if (vm->poison[i].gmem == g && vm->poison[i].addr == page)
 			return true;
+	return false;
+}
+
+/* The guest_memfd of @vm that @hva maps, and the offset there. Locked. */
+static struct sim_gmem *
+gmem_at_hva(struct sim_vm *vm, uint64_t hva, uint64_t *ret_off)
+{
+	struct sim_gmem *found = NULL;
+	struct sim_obj **t;
+	size_t cap;
+	dev_t dev;
+	ino_t ino;
+
+	if (kvmsim__hva_file(hva, &dev, &ino, ret_off))
+		return NULL;
+	pthread_mutex_lock(&kvmsim__g.lock);
+	t = reg_table(&cap);
+	for (size_t fd = 0; fd < cap && !found; fd++) {
+		struct sim_gmem *g = (struct sim_gmem *)t[fd];
+
+		if (g && g->obj.kind == SIM_GMEM && g->vm == vm &&
+		    g->dev == dev && g->ino == ino)
+			found = g;
+	}
+	pthread_mutex_unlock(&kvmsim__g.lock);
+	return found;
+}
+
+/*
+ * Is the host page at @hva poisoned: that page itself, or, when it is an
+ * mmap() of one of the VM's guest_memfds, a poisoned page of that file
+ * (the folio is the same)? vm->lock held.
+ */
+bool
+kvmsim__hva_poisoned(struct sim_vm *vm, uint64_t hva)
+{
+	uint64_t page = hva & ~(uint64_t)(page_size() - 1), off;
+	dev_t dev;
+	ino_t ino;
+
+	for (size_t i = 0; i < vm->npoison; i++)
+		if (!vm->poison[i].gmem && vm->poison[i].addr == page)
+			return true;
+	/* /proc/self/maps only when some guest_memfd page is poisoned */
+	if (!vm->ngmem_poison || kvmsim__hva_file(hva, &dev, &ino, &off))
+		return false;
+	off &= ~(uint64_t)(page_size() - 1);
+	for (size_t i = 0; i < vm->npoison; i++) {
+		const struct sim_poison *p = &vm->poison[i];
+
+		if (p->gmem && p->gmem->dev == dev && p->gmem->ino == ino &&
+		    p->addr == off)
+			return true;
+	}
 	return false;
 }
 
@@ -1550,22 +1628,59 @@ kvmsim_vcpu_get_state(int vcpu_fd, uint64_t *ret_acc, size_t *ret_pc)
 	return r;
 }
 
+/*
+ * Does a guest access at @gfn of slot @s go to guest_memfd? As
+ * x86_access() and arm64_access() decide: arm64 for any guest_memfd slot;
+ * x86 for a gmem-only slot or a page with the PRIVATE attribute.
+ */
+static bool
+gfn_uses_gmem(struct sim_vm *vm, const struct sim_slot *s, uint64_t gfn)
+{
+	if (!(s->flags & KVM_MEM_GUEST_MEMFD))
+		return false;
+	return !kvmsim__x86() || s->gmem_only || kvmsim__gfn_private(vm, gfn);
+}
+
 int
 kvmsim_poison(int vm_fd, uint64_t gpa)
 {
 	struct sim_obj *o = kvmsim__get(vm_fd, SIM_VM);
 	struct sim_vm *vm = (struct sim_vm *)o;
 	uint64_t gfn = gpa / page_size();
+	struct sim_poison p = { NULL, 0 };
+	struct sim_slot *s;
 	int r = 0;
 
 	if (!o)
 		return -EBADF;
 	pthread_mutex_lock(&vm->lock);
-	if (!kvmsim__gfn_poisoned(vm, gfn)) {
+	s = kvmsim__find_slot(vm, gfn);
+	if (!s) {
+		r = -ENOENT;
+	} else if (gfn_uses_gmem(vm, s, gfn)) {
+		/* the guest_memfd page; none once its fd was closed */
+		p.gmem = s->gmem;
+		p.addr = s->gmem_offset + (gfn * page_size() - s->gpa);
+		if (!p.gmem)
+			r = -ENOENT;
+	} else {
+		/* the host page at the hva, unless it is a guest_memfd's */
+		uint64_t off;
+
+		p.addr = s->hva + (gfn * page_size() - s->gpa);
+		p.gmem = gmem_at_hva(vm, p.addr, &off);
+		if (p.gmem)
+			p.addr = off & ~(uint64_t)(page_size() - 1);
+	}
+	if (!r && !(p.gmem ? kvmsim__gmem_poisoned(vm, p.gmem, p.addr)
+			   : kvmsim__hva_poisoned(vm, p.addr))) {
 		r = grow((void **)&vm->poison, &vm->poison_cap, vm->npoison + 1,
 			 sizeof(*vm->poison));
-		if (!r)
-			vm->poison[vm->npoison++] = gfn;
+		if (!r) {
+			vm->poison[vm->npoison++] = p;
+			if (p.gmem)
+				vm->ngmem_poison++;
+		}
 	}
 	pthread_mutex_unlock(&vm->lock);
 	kvmsim__put(o);

@@ -84,6 +84,13 @@
  * - Signals: all signals are blocked while the simulated guest runs and
  *   checked between steps against the caller's mask; a signal whose action
  *   is to ignore it does not interrupt KVM_RUN.
+ * - Poison (kvmsim_poison()) is kept per VM: another VM does not see a
+ *   poisoned host page, and only the simulated guest sees it (a host
+ *   access through the hva does not fault). It stays on a host virtual
+ *   page even if new memory is mapped there (munmap + mmap, MAP_FIXED,
+ *   MADV_DONTNEED: on the kernel those drop the poisoned page), and on a
+ *   guest_memfd page even if a hole is punched there; closing the
+ *   guest_memfd forgets its poisoned pages (it is unbound at once).
  * - The x86 "C-bit" (KVMSIM_F_PRIVATE) is honoured in any VM type from 6.8;
  *   at 6.1, where no memory-fault exit exists, a private access is a bare
  *   -1/EFAULT instead.
@@ -285,14 +292,29 @@ int kvmsim_vcpu_get_state(int vcpu_fd, uint64_t *ret_acc, size_t *ret_pc);
 /* ---- Fault injection, per VM ---- */
 
 /**
- * Hardware-poison the host page holding @p gpa. A guest_memfd access to it
- * then fails with EHWPOISON and exit 39 (kvm_gmem_get_pfn()); an access
- * through a normal memslot's hva sends SIGBUS (BUS_MCEERR_AR, si_addr =
- * hva) to the vCPU thread and KVM_RUN returns -1/EINTR with KVM_EXIT_INTR
- * (kvm_send_hwpoison_signal(), observed as `anon-hwpoison`): install a
- * SIGBUS handler first. (Under qemu-user, which would take such a SIGBUS
- * for its own fault, the signal is a plain one: si_code SI_TKILL.)
+ * Hardware-poison the memory that backs @p gpa now, as memory_failure()
+ * marks a folio: the poison belongs to that memory, not to the gpa.
+ * - Where a guest access at @p gpa goes to guest_memfd (a guest_memfd slot
+ *   on arm64, or on x86 a gmem-only slot or a page with the PRIVATE
+ *   attribute): the page of that guest_memfd at the slot's offset for
+ *   @p gpa. Any gpa bound to that guest_memfd page, now or later, fails
+ *   with EHWPOISON and exit 39 (kvm_gmem_get_pfn()); so does a normal
+ *   memslot whose hva is an mmap() of that page (SIGBUS, below).
+ * - Otherwise: the host page at the slot's hva for @p gpa (or, if that hva
+ *   is an mmap() of one of the VM's guest_memfds, that guest_memfd page).
+ *   An access through any memslot of the VM whose hva is that page sends
+ *   SIGBUS (BUS_MCEERR_AR, si_addr = hva) to the vCPU thread and KVM_RUN
+ *   returns -1/EINTR with KVM_EXIT_INTR (kvm_send_hwpoison_signal(),
+ *   observed as `anon-hwpoison`): install a SIGBUS handler first. (Under
+ *   qemu-user, which would take such a SIGBUS for its own fault, the
+ *   signal is a plain one: si_code SI_TKILL.)
+ * Re-binding @p gpa to other memory (deleting the slot and adding one with
+ * a fresh hva or another guest_memfd range) leaves the poison behind, as
+ * on the kernel (observed: the guest then loads the new memory); moving a
+ * slot (same hva) takes it along.
  * @retval -EBADF @p vm_fd is not a simulated VM.
+ * @retval -ENOENT nothing backs @p gpa: no memslot of address space 0, or
+ *         its guest_memfd was closed.
  */
 int kvmsim_poison(int vm_fd, uint64_t gpa);
 

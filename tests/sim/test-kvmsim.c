@@ -1850,6 +1850,215 @@ START_TEST(anon_hwpoison)
 }
 END_TEST
 
+/*
+ * Poison belongs to the memory, not to the gpa (real x86 7.2, the
+ * kernel-suite hwpoison recovery): the VMM's hwpoison handler deletes the
+ * poisoned guest_memfd slot and adds a normal slot of fresh anonymous
+ * memory at the same gpa; the guest's load, executed again, reads the new
+ * memory (0xc3) and reports it.
+ */
+START_TEST(poison_replace_gmem_slot)
+{
+	uint32_t arch = (uint32_t)_i + 1;
+	struct sim s;
+	uint8_t *map, *fresh;
+
+	start(&s, arch, KVMSIM_LEVEL_7_2);
+	gmem_slot(&s, &map, 0x5a);
+	ck_assert_int_eq(kvmsim_poison(s.vm, s.test_gpa), 0);
+	script(&s, fmt("load:%#llx:1;mmio_write:0x10000000:1:acc",
+		       (unsigned long long)s.test_gpa));
+	RUN_EXPECT(&s, -1, EHWPOISON, KVM_EXIT_MEMORY_FAULT);
+	MF_EXPECT(&s, 0, s.test_gpa, s.page);
+	ck_assert_uint_eq(pc_of(&s), 0);
+	/* again: the poison does not go away by itself */
+	RUN_EXPECT(&s, -1, EHWPOISON, KVM_EXIT_MEMORY_FAULT);
+
+	/* replace: delete the slot, add fresh memory at the same gpa */
+	ck_assert_int_eq(region2(s.vm, 1, 0, s.test_gpa, 0, NULL, 0, 0, NULL),
+			 0);
+	fresh = pages(&s, 2, 0xc3);
+	ck_assert_int_eq(region1(s.vm, 1, 0, s.test_gpa, 2 * s.page, fresh), 0);
+	RUN_EXPECT(&s, 0, 0, KVM_EXIT_MMIO);
+	ck_assert_uint_eq(s.run->mmio.phys_addr, 0x10000000);
+	ck_assert_uint_eq(s.run->mmio.is_write, 1);
+	ck_assert_uint_eq(s.run->mmio.data[0], 0xc3);
+	ck_assert_uint_eq(acc_of(&s), 0xc3);
+	RUN_EXPECT(&s, 0, 0,
+		   arch == KVMSIM_X86_64 ? KVM_EXIT_SHUTDOWN
+					 : KVM_EXIT_SYSTEM_EVENT);
+
+	/* a gpa with nothing behind it has nothing to poison */
+	ck_assert_int_eq(kvmsim_poison(s.vm, 0x7000000000ull), -ENOENT);
+}
+END_TEST
+
+/*
+ * The poisoned guest_memfd page stays poisoned: bound again at the same
+ * gpa, or at another gpa, it fails with EHWPOISON; the same gpa bound to
+ * another page of the guest_memfd loads that page.
+ */
+START_TEST(poison_gmem_rebound)
+{
+	uint32_t arch = (uint32_t)_i + 1;
+	uint64_t other;
+	struct sim s;
+	uint8_t *map;
+	int g;
+
+	start(&s, arch, KVMSIM_LEVEL_7_2);
+	other = s.test_gpa + 0x100000;
+	g = gmem_slot(&s, &map, 0x5a);
+	map[s.page] = 0x77;
+	ck_assert_int_eq(kvmsim_poison(s.vm, s.test_gpa + 5), 0);
+	/* poisoning it again changes nothing */
+	ck_assert_int_eq(kvmsim_poison(s.vm, s.test_gpa), 0);
+	script(&s, fmt("load:%#llx:1", (unsigned long long)s.test_gpa));
+	RUN_EXPECT(&s, -1, EHWPOISON, KVM_EXIT_MEMORY_FAULT);
+
+	/* the same gmem offset bound again at the same gpa */
+	ck_assert_int_eq(region2(s.vm, 1, 0, s.test_gpa, 0, NULL, 0, 0, NULL),
+			 0);
+	ck_assert_int_eq(region2(s.vm, 1, KVM_MEM_GUEST_MEMFD, s.test_gpa,
+				 2 * s.page, map, g, 0, NULL),
+			 0);
+	RUN_EXPECT(&s, -1, EHWPOISON, KVM_EXIT_MEMORY_FAULT);
+	MF_EXPECT(&s, 0, s.test_gpa, s.page);
+
+	/* ... and at another gpa, by another slot */
+	ck_assert_int_eq(region2(s.vm, 1, 0, s.test_gpa, 0, NULL, 0, 0, NULL),
+			 0);
+	ck_assert_int_eq(region2(s.vm, 2, KVM_MEM_GUEST_MEMFD, other, s.page,
+				 map, g, 0, NULL),
+			 0);
+	script(&s, fmt("load:%#llx:1", (unsigned long long)other + 9));
+	RUN_EXPECT(&s, -1, EHWPOISON, KVM_EXIT_MEMORY_FAULT);
+	MF_EXPECT(&s, 0, other, s.page);
+
+	/* the old gpa bound to the other gmem page: that page loads */
+	ck_assert_int_eq(region2(s.vm, 1, KVM_MEM_GUEST_MEMFD, s.test_gpa,
+				 s.page, map + s.page, g, s.page, NULL),
+			 0);
+	script(&s, fmt("load:%#llx:1", (unsigned long long)s.test_gpa));
+	RUN_EXPECT(&s, 0, 0,
+		   arch == KVMSIM_X86_64 ? KVM_EXIT_SHUTDOWN
+					 : KVM_EXIT_SYSTEM_EVENT);
+	ck_assert_uint_eq(acc_of(&s), 0x77);
+
+	/* closing the guest_memfd unbinds it: nothing left to poison */
+	ck_assert_int_eq(munmap(map, 2 * s.page), 0);
+	ck_assert_int_eq(close(g), 0);
+	ck_assert_int_eq(kvmsim_poison(s.vm, s.test_gpa), -ENOENT);
+}
+END_TEST
+
+/*
+ * A poisoned page of a normal slot (SIGBUS path) is the host page: the
+ * slot replaced by fresh memory at the same gpa loads it; the old memory
+ * in another slot still sends SIGBUS, at its hva.
+ */
+START_TEST(poison_replace_anon_slot)
+{
+	uint32_t arch = (uint32_t)_i + 1;
+	bool qemu_user = getenv("MESON_EXE_WRAPPER") != NULL;
+	uint64_t other;
+	struct sigaction sa;
+	struct sim s;
+	uint8_t *mem, *fresh;
+
+	start(&s, arch, KVMSIM_LEVEL_7_2);
+	other = s.test_gpa + 0x100000;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_bus;
+	sa.sa_flags = SA_SIGINFO;
+	ck_assert_int_eq(sigaction(SIGBUS, &sa, NULL), 0);
+	mem = pages(&s, 2, 0x5a);
+	ck_assert_int_eq(region1(s.vm, 1, 0, s.test_gpa, 2 * s.page, mem), 0);
+	ck_assert_int_eq(kvmsim_poison(s.vm, s.test_gpa + s.page), 0);
+	script(&s, fmt("load:%#llx:1",
+		       (unsigned long long)s.test_gpa + s.page + 3));
+	bus_code = 0;
+	RUN_EXPECT(&s, -1, EINTR, KVM_EXIT_INTR);
+	ck_assert_int_ne(bus_code, 0);
+
+	/* replace the slot by fresh memory at the same gpa */
+	ck_assert_int_eq(region1(s.vm, 1, 0, s.test_gpa, 0, NULL), 0);
+	fresh = pages(&s, 2, 0xc3);
+	ck_assert_int_eq(region1(s.vm, 1, 0, s.test_gpa, 2 * s.page, fresh), 0);
+	bus_code = 0;
+	RUN_EXPECT(&s, 0, 0,
+		   arch == KVMSIM_X86_64 ? KVM_EXIT_SHUTDOWN
+					 : KVM_EXIT_SYSTEM_EVENT);
+	ck_assert_uint_eq(acc_of(&s), 0xc3);
+	ck_assert_int_eq(bus_code, 0);
+
+	/* the old memory, mapped at another gpa, is still poisoned */
+	ck_assert_int_eq(region1(s.vm, 2, 0, other, 2 * s.page, mem), 0);
+	script(&s, fmt("load:%#llx:1;load:%#llx:1", (unsigned long long)other,
+		       (unsigned long long)other + s.page));
+	bus_code = 0;
+	bus_addr = NULL;
+	RUN_EXPECT(&s, -1, EINTR, KVM_EXIT_INTR);
+	ck_assert_uint_eq(pc_of(&s), 1);
+	if (!(qemu_user && bus_code == SI_TKILL)) {
+		ck_assert_int_eq(bus_code, BUS_MCEERR_AR);
+		ck_assert_ptr_eq(bus_addr, mem + s.page);
+	}
+}
+END_TEST
+
+/*
+ * A guest_memfd page is the same memory through the guest_memfd's mmap():
+ * a normal slot over that mapping sends SIGBUS for a poisoned gmem page,
+ * and a page poisoned through such a slot fails in a guest_memfd slot.
+ */
+START_TEST(poison_gmem_through_mmap)
+{
+	uint32_t arch = (uint32_t)_i + 1;
+	bool qemu_user = getenv("MESON_EXE_WRAPPER") != NULL;
+	struct sigaction sa;
+	struct sim s;
+	uint8_t *map;
+	int g;
+
+	start(&s, arch, KVMSIM_LEVEL_7_2);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_bus;
+	sa.sa_flags = SA_SIGINFO;
+	ck_assert_int_eq(sigaction(SIGBUS, &sa, NULL), 0);
+	g = gmem_slot(&s, &map, 0x5a);
+	ck_assert_int_eq(kvmsim_poison(s.vm, s.test_gpa), 0);
+
+	/* gmem page 0 through a normal slot over the mapping */
+	ck_assert_int_eq(region2(s.vm, 1, 0, s.test_gpa, 0, NULL, 0, 0, NULL),
+			 0);
+	ck_assert_int_eq(region1(s.vm, 1, 0, s.test_gpa, 2 * s.page, map), 0);
+	script(&s, fmt("load:%#llx:1;load:%#llx:1",
+		       (unsigned long long)s.test_gpa + s.page,
+		       (unsigned long long)s.test_gpa + 1));
+	bus_code = 0;
+	bus_addr = NULL;
+	RUN_EXPECT(&s, -1, EINTR, KVM_EXIT_INTR);
+	ck_assert_uint_eq(pc_of(&s), 1);
+	if (!(qemu_user && bus_code == SI_TKILL)) {
+		ck_assert_int_eq(bus_code, BUS_MCEERR_AR);
+		ck_assert_ptr_eq(bus_addr, map);
+	}
+
+	/* gmem page 1 poisoned through the normal slot ... */
+	ck_assert_int_eq(kvmsim_poison(s.vm, s.test_gpa + s.page), 0);
+	/* ... fails as guest_memfd, bound again */
+	ck_assert_int_eq(region1(s.vm, 1, 0, s.test_gpa, 0, NULL), 0);
+	ck_assert_int_eq(region2(s.vm, 1, KVM_MEM_GUEST_MEMFD, s.test_gpa,
+				 2 * s.page, map, g, 0, NULL),
+			 0);
+	script(&s,
+	       fmt("load:%#llx:1", (unsigned long long)s.test_gpa + s.page));
+	RUN_EXPECT(&s, -1, EHWPOISON, KVM_EXIT_MEMORY_FAULT);
+	MF_EXPECT(&s, 0, s.test_gpa + s.page, s.page);
+}
+END_TEST
+
 /* ======================================================================
  * fds and the process boundary
  * ====================================================================== */
@@ -2209,6 +2418,10 @@ kvmsim_suite(void)
 	tcase_add_loop_test(tc, x86_private_mismatch, 0, 4);
 	tcase_add_test(tc, x86_gmem_only);
 	tcase_add_loop_test(tc, anon_hwpoison, 0, 2);
+	tcase_add_loop_test(tc, poison_replace_gmem_slot, 0, 2);
+	tcase_add_loop_test(tc, poison_gmem_rebound, 0, 2);
+	tcase_add_loop_test(tc, poison_replace_anon_slot, 0, 2);
+	tcase_add_loop_test(tc, poison_gmem_through_mmap, 0, 2);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("userfault");
