@@ -598,6 +598,18 @@ kvmsim__vcpu_run(struct sim_vcpu *v)
 
 	SIM_STAT_ADD(runs, 1);
 
+	/*
+	 * Entering the "system call": from here on a signal stays pending
+	 * until we return, as it does in the kernel, whatever it arrives
+	 * during. Blocking only later would let a kick's signal run its
+	 * handler between the immediate_exit sample below and the guest
+	 * loop, and the vCPU would then spin with nothing left to stop it.
+	 * The mask is restored before returning, so the handler runs as on a
+	 * return from the system call.
+	 */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+
 	/* (1) complete the previous IO/MMIO exit */
 	complete_pending(v);
 
@@ -608,6 +620,7 @@ kvmsim__vcpu_run(struct sim_vcpu *v)
 		SIM_STAT_ADD(eintr, 1);
 		if (!kvmsim__quirk(KVMSIM_Q_STALE_EXIT_ON_IE))
 			run->exit_reason = KVM_EXIT_INTR;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
 		return -EINTR;
 	}
 
@@ -616,14 +629,10 @@ kvmsim__vcpu_run(struct sim_vcpu *v)
 	run->flags = 0;
 
 	/*
-	 * (4) run the guest. All signals are blocked meanwhile, and checked
-	 * against the caller's mask (or KVM_SET_SIGNAL_MASK's) between steps,
-	 * as the kernel's run loop checks signal_pending(). Restoring the mask
-	 * before returning lets the handler run, as on a return from the
-	 * system call.
+	 * (4) run the guest, checking pending signals against the caller's
+	 * mask (or KVM_SET_SIGNAL_MASK's) between steps, as the kernel's run
+	 * loop checks signal_pending().
 	 */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
 	r = execute(v, v->has_sigmask ? &v->sigmask : &old);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
