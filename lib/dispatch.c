@@ -123,7 +123,12 @@ resolve_userfault(struct memfault_vcpu *vcpu, const struct memfault_fault *f)
 			return MEMFAULT_TO_VMM;
 		}
 		uint64_t t0 = now_ns();
+		struct memfault_uffd_reg *ureg = memfault_region_get_uffd(region);
+
+		/* With userfaultfd, a write to the hva would itself fault:
+		 * the page is filled aside and installed by uffd.c. */
 		r = checked(vcpu, "page_in",
+			    ureg ? memfault_uffd_page_in(ureg, vcpu, page) :
 			    h->page_in(h->user, vcpu, region, page,
 				       region->hva ? (char *)region->hva +
 							     (page << memfault_page_shift) :
@@ -210,8 +215,16 @@ is_conversion(const struct memfault_vm *vm, const struct memfault_fault *f)
 	       !(f->flags & (MEMFAULT_FAULT_UNKNOWN | MEMFAULT_FAULT_USERFAULT));
 }
 
+/*
+ * @converted: the same fault came straight back after the default
+ * conversion. Converting again would change nothing: it is no conversion
+ * request (in a KVM_X86_SW_PROTECTED_VM the attribute itself decides
+ * whether an access is private, so a PRIVATE exit there means guest_memfd
+ * could not serve it), and it goes to the "other" handler instead.
+ */
 static int
-dispatch_fault(struct memfault_vcpu *vcpu, const struct memfault_fault *f)
+dispatch_fault(struct memfault_vcpu *vcpu, const struct memfault_fault *f,
+	       bool converted, bool *ret_default_conversion)
 {
 	const struct memfault_handlers *h = &vcpu->vm->handlers;
 	int r;
@@ -224,11 +237,13 @@ dispatch_fault(struct memfault_vcpu *vcpu, const struct memfault_fault *f)
 		STAT_INC(vcpu, hwpoison);
 		return call_fault_handler(vcpu, "hwpoison", h->hwpoison, f);
 	}
-	if (is_conversion(vcpu->vm, f)) {
-		if (h->convert)
+	if (is_conversion(vcpu->vm, f) && !(converted && !h->convert)) {
+		if (h->convert) {
 			r = call_fault_handler(vcpu, "convert", h->convert, f);
-		else
+		} else {
 			r = default_convert(vcpu, f);
+			*ret_default_conversion = true;
+		}
 		if (r == MEMFAULT_RESOLVED)
 			STAT_INC(vcpu, conversions);
 		return r;
@@ -254,8 +269,8 @@ MEMFAULT_EXPORT int
 memfault_vcpu_run_dispatch(struct memfault_vcpu *vcpu)
 {
 	struct fault_key last = { 0, 0, 0, 0 };
+	bool have_last = false, last_converted = false;
 	uint32_t repeats = 0;
-	bool have_last = false;
 
 	if (!vcpu)
 		return -EINVAL;
@@ -266,7 +281,10 @@ memfault_vcpu_run_dispatch(struct memfault_vcpu *vcpu)
 			return r;
 		/* api.rst asks userspace to guard against a fault that keeps
 		 * coming back after it was resolved. */
-		if (have_last && same_fault(&vcpu->fault, &last)) {
+		bool again = have_last && same_fault(&vcpu->fault, &last);
+		bool converted = false;
+
+		if (again) {
 			if (++repeats > vcpu->vm->handlers.max_repeats) {
 				STAT_INC(vcpu, repeat_trips);
 				memfault_vm_log(vcpu->vm, 3,
@@ -278,8 +296,10 @@ memfault_vcpu_run_dispatch(struct memfault_vcpu *vcpu)
 		} else {
 			repeats = 0;
 		}
-		r = dispatch_fault(vcpu, &vcpu->fault);
+		r = dispatch_fault(vcpu, &vcpu->fault, again && last_converted,
+				   &converted);
 		if (r == MEMFAULT_RESOLVED) {
+			last_converted = converted;
 			last.gpa = vcpu->fault.gpa;
 			last.size = vcpu->fault.size;
 			last.kernel_flags = vcpu->fault.kernel_flags;

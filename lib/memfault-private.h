@@ -32,6 +32,7 @@
 #define memfault_vcpu_opts__last_field reserved
 #define memfault_region_opts__last_field kvm_flags
 #define memfault_handlers__last_field reserved
+#define memfault_uffd_opts__last_field reserved
 
 bool memfault_opts_valid(const void *opts, size_t known_size);
 
@@ -91,6 +92,9 @@ struct memfault_region {
 	/* atomic: threads about to sleep or asleep in FUTEX_WAIT, so that
 	 * releasing a claim nobody waits for makes no system call */
 	long nr_waiters;
+	/* atomic: the userfaultfd registration (uffd.c), or NULL; set and
+	 * cleared by setup calls, read by dispatch with acquire */
+	struct memfault_uffd_reg *uffd;
 };
 
 struct memfault_vm {
@@ -147,5 +151,45 @@ memfault_stat_add(uint64_t *counter, uint64_t n)
 }
 void memfault_decode_fault(const struct kvm_run *run, int err,
 			   struct memfault_fault *fault);
+
+/*
+ * userfaultfd backend (uffd.c). A region registered with
+ * memfault_uffd_register() points to its registration; region.c stores the
+ * pointer and calls the hooks below, dispatch.c installs KVM Userfault
+ * page-ins through it.
+ */
+struct memfault_uffd_reg;
+
+static inline struct memfault_uffd_reg *
+memfault_region_get_uffd(const struct memfault_region *region)
+{
+	/* Pairs with the store-release in memfault_region_set_uffd(): who
+	 * sees the registration sees it initialized. */
+	return __atomic_load_n(&region->uffd, __ATOMIC_ACQUIRE);
+}
+
+static inline void
+memfault_region_set_uffd(struct memfault_region *region,
+			 struct memfault_uffd_reg *reg)
+{
+	/* Pairs with the load-acquire in memfault_region_get_uffd(). */
+	__atomic_store_n(&region->uffd, reg, __ATOMIC_RELEASE);
+}
+
+/* page_in() for a page the caller claimed on a registered region: into a
+ * bounce buffer (MISSING) or the alias (MINOR), then installed with
+ * UFFDIO_COPY/UFFDIO_CONTINUE. Returns page_in()'s verdict or -errno; the
+ * caller publishes or aborts. */
+int memfault_uffd_page_in(struct memfault_uffd_reg *reg,
+			  struct memfault_vcpu *vcpu, uint64_t page);
+/* After memfault_region_publish() or memfault_region_abort(): wake the
+ * host threads faulting on the pages, so they fault again. */
+void memfault_uffd_wake(struct memfault_uffd_reg *reg, uint64_t first,
+			uint64_t count);
+/* Pages marked missing again: unmap them so the next access faults. */
+void memfault_uffd_zap(struct memfault_uffd_reg *reg, uint64_t first,
+		       uint64_t count);
+/* memfault_region_free() of a registered region: unregister it. */
+void memfault_uffd_region_gone(struct memfault_uffd_reg *reg);
 
 #endif /* MEMFAULT_PRIVATE_H */

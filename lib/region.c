@@ -272,6 +272,8 @@ memfault_region_free(struct memfault_region *r)
 {
 	if (!r)
 		return;
+	if (memfault_region_get_uffd(r))
+		memfault_uffd_region_gone(memfault_region_get_uffd(r));
 	if (!(r->flags & MEMFAULT_REGION_NO_MEMSLOT))
 		(void)set_memslot(r, 0, 0);
 	vm_remove_region(r->vm, r);
@@ -373,8 +375,13 @@ memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 
 		if (!err)
 			err = set_memslot(r, r->kvm_flags, r->size);
-		return err;
+		if (err)
+			return err;
 	}
+	/* userfaultfd traps host accesses only where nothing is mapped:
+	 * unmap the pages so that the new bits take effect there too. */
+	if (memfault_region_get_uffd(r))
+		memfault_uffd_zap(memfault_region_get_uffd(r), first, count);
 	return 0;
 }
 
@@ -422,9 +429,8 @@ memfault_region_publish_page(struct memfault_region *r, uint64_t page)
 		release_busy(r, w, m);
 }
 
-MEMFAULT_EXPORT int
-memfault_region_publish(struct memfault_region *r, uint64_t first,
-			uint64_t count)
+static int
+publish_bits(struct memfault_region *r, uint64_t first, uint64_t count)
 {
 	uint64_t end = first + count;
 	unsigned long m;
@@ -481,6 +487,20 @@ one_word:
 			release_busy(r, i, m);
 	}
 	return 0;
+}
+
+MEMFAULT_EXPORT int
+memfault_region_publish(struct memfault_region *r, uint64_t first,
+			uint64_t count)
+{
+	int err = publish_bits(r, first, count);
+
+	/* A fetch made outside the library installed nothing: host threads
+	 * whose userfaultfd faults waited for it fault again and find the
+	 * page present (uffd.c maps it then). */
+	if (!err && count && memfault_region_get_uffd(r))
+		memfault_uffd_wake(memfault_region_get_uffd(r), first, count);
+	return err;
 }
 
 MEMFAULT_EXPORT int
@@ -625,5 +645,8 @@ memfault_region_abort(struct memfault_region *r, uint64_t page)
 		return -EPERM;
 	/* All waiters wake; one wins the next claim, the rest sleep again. */
 	release_busy(r, word_of(page), m);
+	/* and host threads faulting on it, which then claim it themselves */
+	if (memfault_region_get_uffd(r))
+		memfault_uffd_wake(memfault_region_get_uffd(r), page, 1);
 	return 0;
 }

@@ -774,8 +774,9 @@ int memfault_region_get_info(const struct memfault_region *region,
  * after setting the bits (two KVM_SET_USER_MEMORY_REGION2 calls, which
  * unmap the slot from the guest), so the bits always take effect.
  * On a region registered with memfault_uffd_register(), the pages are
- * also unmapped from the host (MADV_DONTNEED; anonymous memory loses its
- * contents), so that host accesses fault on them too.
+ * also unmapped from the host, so that host accesses fault on them too
+ * (MADV_DONTNEED; in #MEMFAULT_UFFD_MISSING mode their contents are
+ * dropped, with MADV_REMOVE for shared memory).
  *
  * @param region the region.
  * @param first first page index.
@@ -1138,9 +1139,13 @@ int memfault_vcpu_get_stats(const struct memfault_vcpu *vcpu,
  *   unmapped since (#MEMFAULT_UFFD_MINOR: from the page cache;
  *   #MEMFAULT_UFFD_MISSING: a zero page, as without userfaultfd), or the
  *   fetcher's install wakes the thread.
- * - Only the library installs pages: on a registered region, a VMM thread
- *   must not claim a page itself and write it through the region's hva
- *   (it would fault on it and wait for itself).
+ * - A VMM thread may still fetch pages itself (a prefetcher claiming with
+ *   #MEMFAULT_CLAIM_NOWAIT), but never through the region's hva, which
+ *   would fault on the page it holds and wait for itself: in
+ *   #MEMFAULT_UFFD_MINOR mode it writes through the alias. Its
+ *   memfault_region_publish() or memfault_region_abort() wakes the host
+ *   threads faulting on those pages, which fault again and find them
+ *   present (mapped then) or missing (fetched then).
  *
  * A failed page-in is not retried: the claim is aborted (the page stays
  * missing), the failure is logged (level 3) and recorded with its address
@@ -1198,7 +1203,10 @@ struct memfault_uffd_opts {
  * @since 0.1
  */
 enum memfault_uffd_mode {
-	/** Anonymous private memory: pages installed with UFFDIO_COPY. */
+	/**
+	 * Anonymous private memory (shared memory works too): pages installed
+	 * with UFFDIO_COPY.
+	 */
 	MEMFAULT_UFFD_MISSING = 1,
 	/**
 	 * memfd/shmem memory mapped twice: pages filled through the alias and
@@ -1352,9 +1360,10 @@ int memfault_uffd_service(struct memfault_uffd *uffd, uint32_t max_events);
  * with userfaultfd.
  *
  * Registers [hva, hva + size) of @p region (UFFDIO_REGISTER), then unmaps
- * its missing pages (MADV_DONTNEED), so that the bitmap and the page
- * tables agree: a page whose bit is set faults on every access.
- * memfault_region_mark_missing() unmaps pages in the same way.
+ * its missing pages as memfault_region_mark_missing() does (MADV_DONTNEED,
+ * or MADV_REMOVE for shared memory in #MEMFAULT_UFFD_MISSING mode), so that
+ * the bitmap and the page tables agree: a page whose bit is set faults on
+ * every access.
  *
  * @param uffd the object.
  * @param region a region of the VM of @p uffd, with an hva.
@@ -1371,9 +1380,11 @@ int memfault_uffd_service(struct memfault_uffd *uffd, uint32_t max_events);
  *         already registered.
  * @retval -EOPNOTSUPP the kernel lacks the mode for this memory.
  * @retval -ENOMEM out of memory.
- * @note Thread-safe, also while faults are being served. The region's
- *       registration ends with memfault_region_free() or
- *       memfault_uffd_free().
+ * @note Thread-safe, also while faults on other regions are being served,
+ *       but before any vCPU runs memfault_vcpu_run_dispatch() on
+ *       @p region: a KVM Userfault page-in that started before writes the
+ *       region's hva. Not from page_in(). The registration ends with
+ *       memfault_region_free() or memfault_uffd_free().
  * @since 0.1
  */
 int memfault_uffd_register(struct memfault_uffd *uffd,
@@ -1395,8 +1406,8 @@ int memfault_uffd_register(struct memfault_uffd *uffd,
  * @retval -EINVAL a NULL argument or a vCPU of another VM.
  * @retval -EEXIST @p vcpu was already added.
  * @retval -ENOMEM out of memory.
- * @note Thread-safe. Remove the vCPU with memfault_uffd_remove_vcpu()
- *       before memfault_vcpu_free().
+ * @note Thread-safe; not from page_in(). Remove the vCPU with
+ *       memfault_uffd_remove_vcpu() before memfault_vcpu_free().
  * @since 0.1
  */
 int memfault_uffd_add_vcpu(struct memfault_uffd *uffd,

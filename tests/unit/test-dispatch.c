@@ -343,7 +343,7 @@ START_TEST(default_conversion_both_ways_x86)
 			    kvmsim_default_quirks(KVMSIM_X86_64,
 						  KVMSIM_LEVEL_7_2) |
 				    KVMSIM_Q_SW_PROTECTED_VM,
-			    KVM_X86_SW_PROTECTED_VM);
+			    KVMSIM_X86_SW_PROTECTED_VM);
 	ctx_init(&c, &e);
 	ck_assert_int_eq(sim_env_add_gmem(&e, 2, 2, 0), 0);
 	/* private access to a shared page, then shared access to it */
@@ -357,6 +357,41 @@ START_TEST(default_conversion_both_ways_x86)
 	ck_assert_uint_eq(s.conversions, 2);
 	ck_assert_uint_eq(s.to_vmm, 0);
 	ck_assert_int_eq(c.calls_other, 0);
+	sim_env_close(&e);
+}
+END_TEST
+
+/* SW_PROTECTED: the attribute decides private-ness, so a PRIVATE exit on
+ * a slot without guest_memfd is no conversion request (the real kernel
+ * does the same, tests/kernel swprot-dispatch-*). The default converts
+ * once, sees the same fault back, and hands it to "other". */
+START_TEST(noop_conversion_goes_to_other)
+{
+	struct kvm_memory_attributes attr = { .address = RAM_GPA };
+	struct memfault_vcpu_stats s;
+	struct sim_env e;
+	struct ctx c;
+
+	sim_env_open_quirks(&e, KVMSIM_X86_64, KVMSIM_LEVEL_7_2,
+			    kvmsim_default_quirks(KVMSIM_X86_64,
+						  KVMSIM_LEVEL_7_2) |
+				    KVMSIM_Q_SW_PROTECTED_VM,
+			    KVMSIM_X86_SW_PROTECTED_VM);
+	ctx_init(&c, &e);
+	sim_env_add_ram(&e, 1, 1, 0);
+	attr.size = e.page;
+	attr.attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE;
+	ck_assert_int_eq(ioctl(e.vm_fd, KVM_SET_MEMORY_ATTRIBUTES, &attr), 0);
+	sim_env_script(&e, "load:0x20000000:1");
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu),
+			 MEMFAULT_RUN_MEMORY_FAULT);
+	ck_assert_int_eq(c.calls_discard, 1);
+	ck_assert_uint_eq(c.discard_private, 1);
+	ck_assert_int_eq(c.calls_other, 1);
+	ck_assert_int_eq(memfault_vcpu_get_stats(e.vcpu, &s, sizeof(s)), 0);
+	ck_assert_uint_eq(s.conversions, 1);
+	ck_assert_uint_eq(s.runs, 2);
+	ck_assert_uint_eq(s.repeat_trips, 0);
 	sim_env_close(&e);
 }
 END_TEST
@@ -533,6 +568,7 @@ main(void)
 				    m[i] + 1);
 	}
 	ADD_TEST(tc, default_conversion_both_ways_x86);
+	ADD_TEST(tc, noop_conversion_goes_to_other);
 	ADD_TEST(tc, same_callbacks_on_both_arches);
 	ADD_TEST(tc, bad_arguments);
 	suite_add_tcase(s, tc);
