@@ -325,11 +325,12 @@ memfault_vcpu_get_stats(const struct memfault_vcpu *vcpu,
 			struct memfault_vcpu_stats *ret_stats, size_t size)
 {
 	struct memfault_vcpu_stats s;
-	const uint64_t *src = (const uint64_t *)&vcpu->stats;
 	uint64_t *dst = (uint64_t *)&s;
+	const uint64_t *src;
 
 	if (!vcpu || !ret_stats || !size)
 		return -EINVAL;
+	src = (const uint64_t *)&vcpu->stats;
 	/* each counter has one writer, the vCPU thread: relaxed loads give
 	 * whole values, never torn ones */
 	for (size_t i = 0; i < sizeof(s) / sizeof(uint64_t); i++)

@@ -468,17 +468,17 @@ one_word:
 	 * as above). Interior words are wholly published, so a plain
 	 * atomic store of 0 is enough: a concurrent mark of one of their
 	 * pages races with publishing that very page, whatever we do. */
-	__atomic_thread_fence(__ATOMIC_RELEASE);
+	memfault_fence_release();
 	__atomic_fetch_and(&r->missing[w], ~word_mask(w, first, end),
-			   __ATOMIC_RELAXED);
+			   MEMFAULT_RANGE_STORE_ORDER);
 	for (size_t i = w + 1; i < lw; i++)
-		__atomic_store_n(&r->missing[i], 0ul, __ATOMIC_RELAXED);
+		__atomic_store_n(&r->missing[i], 0ul, MEMFAULT_RANGE_STORE_ORDER);
 	__atomic_fetch_and(&r->missing[lw], ~word_mask(lw, first, end),
-			   __ATOMIC_RELAXED);
+			   MEMFAULT_RANGE_STORE_ORDER);
 	/* Store-load: the bits above must be visible before we look for
 	 * claims; pairs with the seq_cst claim in memfault_region_claim(),
 	 * so either we see its busy bit or it sees the page present. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	memfault_smp_mb();
 	if (!__atomic_load_n(&r->nr_busy, __ATOMIC_RELAXED))
 		return 0;
 	for (size_t i = w; i <= lw; i++) {

@@ -203,11 +203,11 @@ memfault_vm_new(int vm_fd, const struct memfault_vm_opts *opts,
 void
 memfault_vm_unref(struct memfault_vm *vm)
 {
-	/* Release: the last owner must see every write made to the VM by
-	 * the others before it frees it. Pairs with the acquire fence below. */
-	if (__atomic_sub_fetch(&vm->refs, 1, __ATOMIC_RELEASE))
+	/* acq_rel: the last owner must see every write the others made to
+	 * the VM before they dropped their references (release), and order
+	 * its own teardown after that (acquire). */
+	if (__atomic_sub_fetch(&vm->refs, 1, __ATOMIC_ACQ_REL))
 		return;
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	if (vm->own_fd)
 		close(vm->fd);
 	free(vm->regions);

@@ -304,8 +304,11 @@ static void
 fetch_page(uint64_t p)
 {
 	__atomic_fetch_add(&st.fetches[p], 1, __ATOMIC_RELAXED);
-	/* plain write, ordered by publish's release (TSan checks it) */
-	st.contents[p] = p + 1;
+	/* A re-fetch rewrites the value while earlier readers may still read
+	 * it: relaxed atomics here. The ordering itself is what
+	 * reader_checker and exactly_once_under_contention check with plain
+	 * data (written once) under TSan. */
+	__atomic_store_n(&st.contents[p], p + 1, __ATOMIC_RELAXED);
 	memfault_region_publish(st.r, p, 1);
 }
 
@@ -342,7 +345,8 @@ stress_thread(void *arg)
 			}
 		} else if (op == 1) {
 			r = memfault_region_is_missing(st.r, p);
-			if (r == 0 && st.contents[p] != p + 1)
+			if (r == 0 && __atomic_load_n(&st.contents[p],
+						      __ATOMIC_RELAXED) != p + 1)
 				__atomic_store_n(&st.bad, 1, __ATOMIC_RELAXED);
 		} else {
 			r = memfault_region_claim(st.r, p, op == 2 ?
@@ -350,7 +354,8 @@ stress_thread(void *arg)
 			if (r == MEMFAULT_CLAIM_FETCH)
 				fetch_page(p);
 			else if (r == MEMFAULT_CLAIM_PRESENT &&
-				 st.contents[p] != p + 1)
+				 __atomic_load_n(&st.contents[p],
+						 __ATOMIC_RELAXED) != p + 1)
 				__atomic_store_n(&st.bad, 3, __ATOMIC_RELAXED);
 			else if (r < 0)
 				__atomic_store_n(&st.bad, 2, __ATOMIC_RELAXED);

@@ -63,8 +63,11 @@ page_in(void *user, struct memfault_vcpu *vcpu, struct memfault_region *r,
 	}
 	__atomic_fetch_add(&c->fetches[page], 1, __ATOMIC_RELAXED);
 	memset(hva, (int)(page + 1), page_size);
+	/* page_in runs on several vCPU threads at once */
+	pthread_mutex_lock(&c->lock);
 	if (strlen(c->log) < 400)
 		logf_append(c, "page_in", page, 0);
+	pthread_mutex_unlock(&c->lock);
 	return MEMFAULT_RESOLVED;
 }
 
