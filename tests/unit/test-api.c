@@ -33,7 +33,7 @@ START_TEST(vm_new_bad_arguments)
 		uint64_t newer_field;
 	} big;
 	MEMFAULT_OPTS(memfault_vm_opts, o);
-	int closed, devnull;
+	int closed, devnull, r;
 
 	ck_assert_int_eq(memfault_vm_new(e.vm_fd, NULL, NULL), -EINVAL);
 
@@ -63,7 +63,10 @@ START_TEST(vm_new_bad_arguments)
 	close(closed);
 	ck_assert_int_eq(memfault_vm_new(closed, NULL, &vm), -EBADF);
 	devnull = open("/dev/null", O_RDWR);
-	ck_assert_int_eq(memfault_vm_new(devnull, NULL, &vm), -ENOTTY);
+	/* not a KVM fd: the ioctl's own error (qemu-user answers ioctls it
+	 * does not know with ENOSYS, a kernel with ENOTTY) */
+	r = memfault_vm_new(devnull, NULL, &vm);
+	ck_assert_msg(r == -ENOTTY || r == -ENOSYS, "got %d", r);
 	close(devnull);
 	/* /dev/kvm itself is not a VM */
 	ck_assert_int_eq(memfault_vm_new(e.kvm_fd, NULL, &vm), -EINVAL);
