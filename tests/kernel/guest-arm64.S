@@ -16,3 +16,17 @@ load:					// KT_ENTRY_LOAD (+0x18)
 	str	w4, [x0, #12]		// report it
 spin:					// KT_ENTRY_SPIN (+0x28)
 	b	spin
+pages:					// KT_ENTRY_PAGES (+0x2c): the uffd scenarios
+	movz	x0, #0x1000, lsl #16
+	movz	x3, #0x2000, lsl #16	// KT_TEST_GPA
+	ldr	w4, [x3]		// page 0
+	str	w4, [x0, #12]		// report it
+	ldr	w4, [x3, #0x2008]	// page 2
+	str	w4, [x0, #12]
+	ldr	w4, [x3, #0x1010]	// page 1
+	str	w4, [x0, #12]
+	ldr	w4, [x3, #0x3018]	// page 3
+	str	w4, [x0, #12]
+	ldr	w4, [x3, #0x20]		// page 0 again (present by now)
+	str	w4, [x0, #12]
+	b	.

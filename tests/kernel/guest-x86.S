@@ -23,3 +23,19 @@ load:				# KT_ENTRY_LOAD (+0x16)
 	hlt			# KVM_EXIT_HLT (no in-kernel irqchip)
 spin:				# KT_ENTRY_SPIN (+0x23)
 	jmp	spin
+pages:				# KT_ENTRY_PAGES (+0x25): the uffd scenarios
+	mov	$0x3f8, %dx
+	mov	$0x2000, %ax
+	mov	%ax, %ds	# DS base 0x20000 (KT_TEST_GPA)
+	mov	0x0000, %al	# page 0
+	out	%al, %dx
+	mov	0x2008, %al	# page 2
+	out	%al, %dx
+	mov	0x1010, %al	# page 1
+	out	%al, %dx
+	mov	0x3018, %al	# page 3
+	out	%al, %dx
+	mov	0x0020, %al	# page 0 again (present by now)
+	out	%al, %dx
+	hlt
+	jmp	.

@@ -8,6 +8,11 @@
 # same keys and values; a scenario the kernel did not run (skipped) is not
 # compared. Prints one "DIFF ..." line per difference, naming the field,
 # and exits 1 if there is any.
+#
+# A scenario the simulator could not run says so in a line of step 0 with a
+# sim.skip=REASON field (the uffd scenarios where this process may not use
+# userfaultfd): the kernel's lines of it are not compared, and a "NOTE ..."
+# line on stderr says why.
 
 # key=value fields of a line into arr (awk arrays cannot be returned)
 function fields(line, arr,    n, i, parts, eq) {
@@ -23,10 +28,22 @@ function fields(line, arr,    n, i, parts, eq) {
 }
 
 FNR == NR {
+	if ($1 == "KRES" && $4 == "0" && $5 ~ /^sim\.skip=/) {
+		simskip[$2 " " $3] = substr($5, 10)
+		next
+	}
 	if ($1 == "KRES") {
 		sim[$2 " " $3 " " $4] = $0
 		simscen[$2 " " $3] = 1
 	}
+	next
+}
+
+$1 == "KRES" && (($2 " " $3) in simskip) {
+	scen = $2 " " $3
+	if (!(scen in noted))
+		printf "NOTE %s %s: not compared, the simulator did not run it (%s)\n", $2, $3, simskip[scen] > "/dev/stderr"
+	noted[scen] = 1
 	next
 }
 

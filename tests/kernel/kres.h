@@ -9,9 +9,12 @@
  * <arch> is x86_64 or arm64, <scenario> a name from the scenario list in
  * tests/kernel/README.md, <step> counts from 1 within the scenario. Keys are
  * flat and stable: run, exit, io.*, mmio.*, fault.*, get_fault, features.*,
- * kicks, lost, stats.*, and the handler.* / find.* / region.* keys of the
- * dispatch scenarios. tests/kernel/run-nested.sh compares the real and the
- * simulated lines key by key and names the key that differs.
+ * kicks, lost, stats.*, the handler.* / find.* / region.* keys of the
+ * dispatch scenarios, and the uffd.* / vcpu.* / poll.* / log.* keys of the
+ * userfaultfd ones. tests/kernel/run-nested.sh compares the real and the
+ * simulated lines key by key and names the key that differs. Step 0 with a
+ * sim.skip=REASON key is the simulator's word that it could not run the
+ * scenario: the kernel's lines of it are then not compared.
  *
  * Only values a VMM can observe through the public API and the kvm_run
  * fields the exit asks it to read are recorded; nothing timing-dependent.

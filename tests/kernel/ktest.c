@@ -7,8 +7,11 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+
+#include <linux/userfaultfd.h>
 
 #include "ktest.h"
 
@@ -24,6 +27,9 @@ static const char *const sim_script[] = {
 	      " load:0x20000:1; out:0x3f8:1:acc; hlt; spin",
 	[1] = "load:0x20000:1; out:0x3f8:1:acc; hlt; spin",
 	[2] = "spin",
+	[3] = "load:0x20000:1; out:0x3f8:1:acc; load:0x22008:1; out:0x3f8:1:acc;"
+	      " load:0x21010:1; out:0x3f8:1:acc; load:0x23018:1;"
+	      " out:0x3f8:1:acc; load:0x20020:1; out:0x3f8:1:acc; hlt; spin",
 };
 #else
 static const char *const sim_script[] = {
@@ -32,6 +38,11 @@ static const char *const sim_script[] = {
 	      " load:0x20000000:4; mmio_write:0x1000000c:4:acc; spin",
 	[1] = "load:0x20000000:4; mmio_write:0x1000000c:4:acc; spin",
 	[2] = "spin",
+	[3] = "load:0x20000000:4; mmio_write:0x1000000c:4:acc;"
+	      " load:0x20002008:4; mmio_write:0x1000000c:4:acc;"
+	      " load:0x20001010:4; mmio_write:0x1000000c:4:acc;"
+	      " load:0x20003018:4; mmio_write:0x1000000c:4:acc;"
+	      " load:0x20000020:4; mmio_write:0x1000000c:4:acc; spin",
 };
 #endif
 /* No code runs on the simulator; slot 0 is set up all the same. */
@@ -60,10 +71,27 @@ static const uint8_t guest_code[] = {
 	0xf4,                   /* hlt               HLT exit       */
 	/* spin (+0x23) */
 	0xeb, 0xfe,             /* jmp  .                           */
+	/* pages (+0x25) */
+	0xba, 0xf8, 0x03,       /* mov  $0x3f8, %dx                 */
+	0xb8, 0x00, 0x20,       /* mov  $0x2000, %ax                */
+	0x8e, 0xd8,             /* mov  %ax, %ds                    */
+	0xa0, 0x00, 0x00,       /* mov  0x0000, %al  page 0         */
+	0xee,                   /* out  %al, %dx     report         */
+	0xa0, 0x08, 0x20,       /* mov  0x2008, %al  page 2         */
+	0xee,                   /* out  %al, %dx                    */
+	0xa0, 0x10, 0x10,       /* mov  0x1010, %al  page 1         */
+	0xee,                   /* out  %al, %dx                    */
+	0xa0, 0x18, 0x30,       /* mov  0x3018, %al  page 3         */
+	0xee,                   /* out  %al, %dx                    */
+	0xa0, 0x20, 0x00,       /* mov  0x0020, %al  page 0 again   */
+	0xee,                   /* out  %al, %dx                    */
+	0xf4,                   /* hlt               HLT exit       */
+	0xeb, 0xfe,             /* jmp  .                           */
 };
 _Static_assert(KT_ENTRY_LOAD - KT_CODE_GPA == 0x16, "load entry");
 _Static_assert(KT_ENTRY_SPIN - KT_CODE_GPA == 0x23, "spin entry");
-_Static_assert(sizeof(guest_code) == 0x25, "guest size");
+_Static_assert(KT_ENTRY_PAGES - KT_CODE_GPA == 0x25, "pages entry");
+_Static_assert(sizeof(guest_code) == 0x44, "guest size");
 #define REPORT_EXIT_MMIO 0
 #else
 /* guest-arm64.S: EL1, MMU off, loaded at KT_CODE_GPA. */
@@ -82,11 +110,30 @@ static const uint32_t guest_code[] = {
 	0xb9000c04, /* str  w4, [x0, #12]   report              */
 	/* spin (+0x28) */
 	0x14000000, /* b    .                                   */
+	/* pages (+0x2c) */
+	0xd2a20000, /* mov  x0, #0x10000000                     */
+	0xd2a40003, /* mov  x3, #0x20000000 (TEST_GPA)          */
+	0xb9400064, /* ldr  w4, [x3]          page 0            */
+	0xb9000c04, /* str  w4, [x0, #12]     report            */
+	0xb9600864, /* ldr  w4, [x3, #0x2008] page 2            */
+	0xb9000c04, /* str  w4, [x0, #12]                       */
+	0xb9501064, /* ldr  w4, [x3, #0x1010] page 1            */
+	0xb9000c04, /* str  w4, [x0, #12]                       */
+	0xb9701864, /* ldr  w4, [x3, #0x3018] page 3            */
+	0xb9000c04, /* str  w4, [x0, #12]                       */
+	0xb9402064, /* ldr  w4, [x3, #0x20]   page 0 again      */
+	0xb9000c04, /* str  w4, [x0, #12]                       */
+	0x14000000, /* b    .                                   */
 };
 _Static_assert(KT_ENTRY_LOAD - KT_CODE_GPA == 0x18, "load entry");
 _Static_assert(KT_ENTRY_SPIN - KT_CODE_GPA == 0x28, "spin entry");
+_Static_assert(KT_ENTRY_PAGES - KT_CODE_GPA == 0x2c, "pages entry");
+_Static_assert(sizeof(guest_code) == 0x60, "guest size");
 #define REPORT_EXIT_MMIO 1
 #endif
+
+const uint64_t kt_pages_off[KT_PAGES_LOADS] = { 0x0000, 0x2008, 0x1010,
+						0x3018, 0x0020 };
 
 static int kvm_fd = -2;
 
@@ -341,7 +388,10 @@ static void
 set_entry(struct kt_vm *v, uint64_t entry)
 {
 #if defined(KT_SIM)
-	size_t i = entry == KT_ENTRY_MAIN ? 0 : entry == KT_ENTRY_LOAD ? 1 : 2;
+	size_t i = entry == KT_ENTRY_MAIN    ? 0
+		   : entry == KT_ENTRY_LOAD  ? 1
+		   : entry == KT_ENTRY_PAGES ? 3
+					     : 2;
 	int r = kvmsim_vcpu_set_script_text(v->vcpu_fd, sim_script[i]);
 
 	ck_assert_msg(r == 0, "kvmsim_vcpu_set_script_text: %s", strerror(-r));
@@ -586,6 +636,37 @@ kt_expect_fault(struct kt_vm *v, int rc, uint64_t gpa, uint64_t size,
 	ck_assert_int_eq(f->origin, origin);
 	for (int i = 0; i < 3; i++)
 		ck_assert_uint_eq(f->reserved[i], 0);
+}
+
+bool
+kt_uffd_usable(char *why, size_t len)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	int err = errno, dev, dev_err;
+
+	if (fd >= 0) {
+		close(fd);
+		return true;
+	}
+	/* /dev/userfaultfd (6.1) can be granted without the sysctl */
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev >= 0) {
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+		dev_err = fd < 0 ? errno : 0;
+		close(dev);
+		if (fd >= 0) {
+			close(fd);
+			return true;
+		}
+	} else {
+		dev_err = errno;
+	}
+	snprintf(why, len,
+		 "userfaultfd: %s; /dev/userfaultfd: %s (not permitted: "
+		 "vm.unprivileged_userfaultfd=0 without root, or no "
+		 "userfaultfd in this kernel or emulator)",
+		 strerror(err), strerror(dev_err));
+	return false;
 }
 
 void

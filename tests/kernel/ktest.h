@@ -23,6 +23,11 @@
  *   KT_ENTRY_LOAD  load from KT_TEST_GPA, report the value (x86: OUT of the
  *                  byte, then HLT; arm64: MMIO write to 0x1000000c), spin
  *   KT_ENTRY_SPIN  a branch to itself: no exit until kicked
+ *   KT_ENTRY_PAGES load from pages 0, 2, 1, 3 of KT_TEST_GPA (at byte
+ *                  offsets 0x0, 0x8, 0x10, 0x18 of the page), then from
+ *                  page 0 again (offset 0x20), reporting each value as
+ *                  KT_ENTRY_LOAD does; then x86 HLT, arm64 spins. 4 KiB
+ *                  pages: the offsets are 0x1000 apart (kt_pages_off[])
  * The dispatch scenarios (test-kernel-dispatch.c, test-kernel-swprot.c)
  * run the guest with memfault_vcpu_run_dispatch() and register slot 1 with
  * memfault_region_new(); their handlers' observations are KRES lines too.
@@ -33,6 +38,7 @@
 #define MEMFAULT_TESTS_KTEST_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <check.h>
@@ -69,6 +75,7 @@
 #define KT_ENTRY_MAIN (KT_CODE_GPA + 0x00)
 #define KT_ENTRY_LOAD (KT_CODE_GPA + 0x16)
 #define KT_ENTRY_SPIN (KT_CODE_GPA + 0x23)
+#define KT_ENTRY_PAGES (KT_CODE_GPA + 0x25)
 #define KT_TEST_GPA 0x20000ull
 #define KT_MMIO_GPA 0xd0000ull
 #define KT_PIO_PORT 0x3f8
@@ -78,6 +85,7 @@
 #define KT_ENTRY_MAIN (KT_CODE_GPA + 0x00)
 #define KT_ENTRY_LOAD (KT_CODE_GPA + 0x18)
 #define KT_ENTRY_SPIN (KT_CODE_GPA + 0x28)
+#define KT_ENTRY_PAGES (KT_CODE_GPA + 0x2c)
 #define KT_TEST_GPA 0x20000000ull
 #define KT_MMIO_GPA 0x10000000ull
 #else
@@ -88,6 +96,11 @@
 #define KT_TEST_SIZE 0x2000ull
 /* What the guest finds at KT_TEST_GPA in a normal slot. */
 #define KT_PATTERN 0x5a
+/* The loads of KT_ENTRY_PAGES, in order: offsets from KT_TEST_GPA. */
+#define KT_PAGES_LOADS 5
+extern const uint64_t kt_pages_off[KT_PAGES_LOADS];
+/* The size of memory KT_ENTRY_PAGES reads: four 4 KiB pages. */
+#define KT_PAGES_SIZE 0x4000ull
 
 /* One VM with one vCPU. */
 struct kt_vm {
@@ -170,6 +183,10 @@ void kt_expect_fault(struct kt_vm *v, int rc, uint64_t gpa, uint64_t size,
 		     uint64_t flags, uint64_t kernel_flags, int32_t error,
 		     uint32_t origin);
 
+/* Can this process use userfaultfd (the system call, or /dev/userfaultfd)?
+ * If not, the reason in @why. */
+bool kt_uffd_usable(char *why, size_t len);
+
 /* Make stdout line-buffered; call before any output. Idempotent. */
 void kt_init(void);
 /* Run a suite (Check CK_ENV verbosity); 77 without a usable /dev/kvm. */
@@ -186,5 +203,6 @@ Suite *kt_suite_kick(void);
 Suite *kt_suite_features(void);
 Suite *kt_suite_swprot(void);
 Suite *kt_suite_dispatch(void);
+Suite *kt_suite_uffd(void);
 
 #endif /* MEMFAULT_TESTS_KTEST_H */

@@ -11,9 +11,10 @@
 #
 # Steps: (a) get a kernel, (b) build the test binaries statically with
 # libmemfault and Check compiled in, (c) build an initramfs, (d) boot it,
-# print the kernel version and the result of every scenario, and (e) compare
-# the VMM-visible results (KRES lines) with the same scenarios run on the KVM
-# simulator (tests/kernel/test-kernel-diff-sim-ARCH).
+# print the kernel version, the result of every scenario and the guest time
+# of every executable, and (e) compare the VMM-visible results (KRES lines)
+# with the same scenarios run on the KVM simulator
+# (tests/kernel/test-kernel-diff-sim-ARCH).
 #
 # Exit status: 0 all passed; 1 a test failed; 2 a guest never reported
 # (panic, hang, timeout); 3 the tests passed but the kernel and the
@@ -351,14 +352,17 @@ for t in /ktests/*; do
 	name=${t##*/}
 	if [ -n "$only" ] && [ "$name" != "$only" ]; then continue; fi
 	echo "KSUITE: run $name"
+	t0=$(cut -d' ' -f1 /proc/uptime)
 	"$t"
 	r=$?
+	t1=$(cut -d' ' -f1 /proc/uptime)
 	case $r in
 	0) res=PASS ;;
 	77) res=SKIP ;;
 	*) res=FAIL; rc=1 ;;
 	esac
-	echo "KSUITE: result $name $res $r"
+	# the last field: seconds of guest uptime the executable took
+	echo "KSUITE: result $name $res $r $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2fs", b - a }')"
 done
 dmesg | grep -E 'BUG|WARNING|Oops|Call Trace|kvm' | sed 's/^/KSUITE-dmesg: /'
 echo "KSUITE_RC=$rc"
@@ -439,6 +443,9 @@ for b in "${boots[@]}"; do
 	kver=$(sed -n 's/^KSUITE: uname \([^ ]*\).*/\1/p' "$log_f" | head -1)
 	printf 'boot %-7s kernel %-32s QEMU wall %5s s  KSUITE_RC=%s\n' "$b" "${kver:-?}" \
 		"$(cat "$WORK/$b.time")" "$brc"
+	# guest time per executable (the last field of its result line)
+	awk '/^KSUITE: result / { n = $3; sub(/^test-kernel-/, "", n); t = t " " n "=" $NF }
+		END { if (t != "") print "  guest time per executable:" t }' "$log_f"
 	[ "$brc" = 0 ] || {
 		[ "$brc" = 2 ] && log "boot $b: the guest never reported (panic or timeout): see $log_f"
 		if [ "$RC" = 0 ] || [ "$brc" = 2 ]; then RC=$brc; fi

@@ -11,7 +11,10 @@
  * scenarios run with KVMSIM_Q_SW_PROTECTED_VM on, as the x86_64-swprot
  * kernel. Every scenario asserts the same expectations as on the real
  * kernel, and prints the same KRES lines, which run-nested.sh compares with
- * those of the real run, key by key.
+ * those of the real run, key by key. The uffd scenarios run against the
+ * host's real userfaultfd: the simulated guest's loads read the hva with
+ * process_vm_readv() in the vCPU thread, which faults on it as KVM's
+ * get_user_pages() does.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -58,12 +61,28 @@ run_suites(uint64_t extra_quirks, Suite *first, ...)
 int
 main(void)
 {
+	char why[256];
+	Suite *uffd = NULL;
 	int failed;
 
 	kt_init();
+	/* The uffd scenarios use the host's real userfaultfd (the simulated
+	 * guest's loads fault on it through process_vm_readv()). Where this
+	 * process may not use it, say so in a KRES line of step 0:
+	 * kres-diff.awk then leaves the kernel's lines of those scenarios
+	 * uncompared, with a note, instead of failing. */
+	if (kt_uffd_usable(why, sizeof(why))) {
+		uffd = kt_suite_uffd();
+	} else {
+		printf("# SKIP uffd scenarios: %s\n", why);
+		kres_printf(KT_ARCH, "uffd-missing", 0,
+			    "sim.skip=userfaultfd-unavailable");
+		kres_printf(KT_ARCH, "uffd-minor", 0,
+			    "sim.skip=userfaultfd-unavailable");
+	}
 	failed = run_suites(0, kt_suite_features(), kt_suite_exits(),
 			    kt_suite_faults(), kt_suite_kick(),
-			    kt_suite_dispatch(), (Suite *)NULL);
+			    kt_suite_dispatch(), uffd, (Suite *)NULL);
 #if KT_X86
 	failed += run_suites(KVMSIM_Q_SW_PROTECTED_VM, kt_suite_swprot(),
 			     (Suite *)NULL);
