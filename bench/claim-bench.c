@@ -18,10 +18,11 @@
  * Both sides count every fetch per page; "exactly_once" is true when, in
  * every trial, every page was fetched exactly once.
  *
- *   claim-bench [pages] [trials]     defaults 32768 pages, 9 trials
+ *   claim-bench [pages] [trials]     defaults 32768 pages, 21 trials
  *
- * Prints one JSON object per thread count; "ratio" is lib_ns / raw_ns
- * (1.0 = as fast as the raw atomics, lower is better).
+ * Prints one JSON object per thread count: the medians of each side, and
+ * "ratio", the median of the per-trial lib/raw ratios (1.0 = as fast as the
+ * raw atomics, lower is better) with its 95% confidence interval.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -69,6 +70,24 @@ median(double *v, int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/*
+ * A distribution-free 95% confidence interval of the median of the sorted
+ * v[0..n): the order statistics n/2 -+ 0.98 sqrt(n).
+ */
+static void
+median_ci(const double *sorted, int n, double *lo, double *hi)
+{
+	double r = 0;
+	int l, h;
+
+	while ((r + 1) * (r + 1) <= n)
+		r++;
+	l = (int)(n / 2.0 - 0.98 * r);
+	h = (int)(n / 2.0 + 0.98 * r + 0.999);
+	*lo = sorted[l < 0 ? 0 : l];
+	*hi = sorted[h > n - 1 ? n - 1 : h];
+}
+
 struct raw_bitmap {
 	unsigned long *missing, *busy;
 };
@@ -112,6 +131,7 @@ struct worker {
 	int id;
 	pthread_barrier_t *start;
 	pthread_t t;
+	double t0, t1; /* this thread's first and last instant */
 };
 
 static void *
@@ -120,6 +140,7 @@ lib_thread(void *arg)
 	struct worker *w = arg;
 
 	pthread_barrier_wait(w->start);
+	w->t0 = now();
 	for (uint64_t k = 0; k < w->n; k++) {
 		uint64_t p = (k + (uint64_t)w->id * 17) % w->n;
 
@@ -128,6 +149,7 @@ lib_thread(void *arg)
 			memfault_region_publish(w->r, p, 1);
 		}
 	}
+	w->t1 = now();
 	return NULL;
 }
 
@@ -137,6 +159,7 @@ raw_thread(void *arg)
 	struct worker *w = arg;
 
 	pthread_barrier_wait(w->start);
+	w->t0 = now();
 	for (uint64_t k = 0; k < w->n; k++) {
 		uint64_t p = (k + (uint64_t)w->id * 17) % w->n;
 
@@ -145,6 +168,7 @@ raw_thread(void *arg)
 			raw_publish(w->b, p);
 		}
 	}
+	w->t1 = now();
 	return NULL;
 }
 
@@ -161,7 +185,7 @@ trial(bool lib, int nthreads, uint64_t n, bool *once)
 	unsigned *fetches = calloc(n, sizeof(*fetches));
 	size_t words = (size_t)((n + BITS - 1) / BITS);
 	pthread_barrier_t start;
-	double t0;
+	double t0 = 0, t1 = 0;
 
 	if (!fetches)
 		exit(1);
@@ -178,15 +202,20 @@ trial(bool lib, int nthreads, uint64_t n, bool *once)
 	}
 	pthread_barrier_init(&start, NULL, (unsigned)nthreads + 1);
 	for (int i = 0; i < nthreads; i++) {
-		w[i] = (struct worker){ r, &b, n, fetches, i, &start, 0 };
+		w[i] = (struct worker){ r, &b, n, fetches, i, &start, 0, 0, 0 };
 		pthread_create(&w[i].t, NULL, lib ? lib_thread : raw_thread,
 			       &w[i]);
 	}
 	pthread_barrier_wait(&start);
-	t0 = now();
-	for (int i = 0; i < nthreads; i++)
+	/* wall time from the first thread's start to the last one's end
+	 * (main may be descheduled after the barrier: 8 threads, 2 cores) */
+	for (int i = 0; i < nthreads; i++) {
 		pthread_join(w[i].t, NULL);
-	t0 = now() - t0;
+		if (!i || w[i].t0 < t0)
+			t0 = w[i].t0;
+		if (w[i].t1 > t1)
+			t1 = w[i].t1;
+	}
 	pthread_barrier_destroy(&start);
 	for (uint64_t p = 0; p < n; p++)
 		if (fetches[p] != 1)
@@ -195,7 +224,7 @@ trial(bool lib, int nthreads, uint64_t n, bool *once)
 	free(b.missing);
 	free(b.busy);
 	memfault_region_free(r);
-	return t0 / (double)n;
+	return (t1 - t0) / (double)n;
 }
 
 int
@@ -204,7 +233,7 @@ main(int argc, char **argv)
 	static const int threads[] = { 1, 2, 4, 8 };
 	struct kvmsim_config cfg = { KVMSIM_X86_64, KVMSIM_LEVEL_7_2, 0 };
 	uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 0) : 1u << 15;
-	int trials = argc > 2 ? atoi(argv[2]) : 9;
+	int trials = argc > 2 ? atoi(argv[2]) : 21;
 	int kvm, vmfd;
 
 	if (n < 64 || trials < 1 || trials > 99) {
@@ -221,7 +250,7 @@ main(int argc, char **argv)
 	if (vmfd < 0 || memfault_vm_new(vmfd, NULL, &vm))
 		return 1;
 	for (size_t ti = 0; ti < sizeof(threads) / sizeof(threads[0]); ti++) {
-		double tl[99], tr[99], ml, mr;
+		double tl[99], tr[99], pr[99], ml, mr, mp, lo, hi;
 		bool lonce = true, ronce = true;
 
 		for (int i = 0; i < trials; i++) {
@@ -233,16 +262,20 @@ main(int argc, char **argv)
 				tl[i] = trial(true, threads[ti], n, &lonce);
 				tr[i] = trial(false, threads[ti], n, &ronce);
 			}
+			pr[i] = tl[i] / tr[i];
 		}
 		ml = median(tl, trials);
 		mr = median(tr, trials);
+		mp = median(pr, trials);
+		median_ci(pr, trials, &lo, &hi);
 		printf("{\"benchmark\":\"claim_contention\",\"threads\":%d,"
 		       "\"pages\":%llu,\"trials\":%d,\"baseline\":\"raw_atomics_spin_yield\","
 		       "\"raw_ns_per_page\":%.1f,\"lib_ns_per_page\":%.1f,"
-		       "\"ratio\":%.3f,\"raw_exactly_once\":%s,"
+		       "\"ratio\":%.3f,\"ratio_ci95_lo\":%.3f,"
+		       "\"ratio_ci95_hi\":%.3f,\"raw_exactly_once\":%s,"
 		       "\"lib_exactly_once\":%s}\n",
 		       threads[ti], (unsigned long long)n, trials, mr, ml,
-		       ml / mr, ronce ? "true" : "false",
+		       mp, lo, hi, ronce ? "true" : "false",
 		       lonce ? "true" : "false");
 		fflush(stdout);
 	}

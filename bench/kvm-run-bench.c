@@ -12,7 +12,10 @@
  *
  *   kvm-run-bench time [BLOCK] [TRIALS]  wall clock: TRIALS x (BLOCK raw
  *                                        runs, BLOCK library runs), order
- *                                        alternating; medians, ns per exit
+ *                                        alternating (defaults 100, 1001);
+ *                                        medians in ns per exit, and the
+ *                                        median of the per-pair ratios
+ *                                        with its 95% confidence interval
  *   kvm-run-bench raw|lib io|mmio|fault N
  *                                        N runs in bench_loop() only, for
  *                                        callgrind --toggle-collect
@@ -23,6 +26,7 @@
  * Prints JSON lines; exits 77 without a usable /dev/kvm.
  */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -114,6 +118,24 @@ median(double *v, int n)
 {
 	qsort(v, (size_t)n, sizeof(*v), cmp_double);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/*
+ * A distribution-free 95% confidence interval of the median of the sorted
+ * v[0..n): the order statistics n/2 -+ 0.98 sqrt(n).
+ */
+static void
+median_ci(const double *sorted, int n, double *lo, double *hi)
+{
+	double r = 0;
+	int l, h;
+
+	while ((r + 1) * (r + 1) <= n)
+		r++;
+	l = (int)(n / 2.0 - 0.98 * r);
+	h = (int)(n / 2.0 + 0.98 * r + 0.999);
+	*lo = sorted[l < 0 ? 0 : l];
+	*hi = sorted[h > n - 1 ? n - 1 : h];
 }
 
 static int
@@ -295,12 +317,12 @@ open_kvm(void)
 	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm;
 
 	if (kvm < 0) {
-		printf("{\"skip\":\"/dev/kvm: %s\"}\n", strerror(errno));
+		fprintf(stderr, "no usable /dev/kvm: %s\n", strerror(errno));
 		return -1;
 	}
-	vm = ioctl(kvm, KVM_CREATE_VM, 0);
-	if (ioctl(kvm, KVM_GET_API_VERSION, 0) != KVM_API_VERSION || vm < 0) {
-		printf("{\"skip\":\"/dev/kvm: cannot create a VM\"}\n");
+	if (ioctl(kvm, KVM_GET_API_VERSION, 0) != KVM_API_VERSION ||
+	    (vm = ioctl(kvm, KVM_CREATE_VM, 0)) < 0) {
+		fprintf(stderr, "no usable /dev/kvm: cannot create a VM\n");
 		close(kvm);
 		return -1;
 	}
@@ -309,10 +331,20 @@ open_kvm(void)
 }
 
 /* The exit a kind gives, checked once; 0 if it is what the bench wants. */
+static void on_alarm(int sig);
+
 static int
 probe(struct vm *v, bool fault, char *why, size_t len)
 {
-	int r = memfault_vcpu_run(v->mvcpu);
+	struct sigaction sa = { .sa_handler = on_alarm }, old;
+	int r;
+
+	/* a kernel that loops on the fault (seen on kvm-pvm) is cut short */
+	sigaction(SIGALRM, &sa, &old);
+	alarm(2);
+	r = memfault_vcpu_run(v->mvcpu);
+	alarm(0);
+	sigaction(SIGALRM, &old, NULL);
 
 	if (!fault && r == MEMFAULT_RUN_EXIT)
 		return 0;
@@ -323,31 +355,38 @@ probe(struct vm *v, bool fault, char *why, size_t len)
 		    f.origin == MEMFAULT_ORIGIN_ERRNO && f.error == -EFAULT)
 			return 0;
 	}
-	snprintf(why, len, "memfault_vcpu_run() = %d, exit_reason %u", r,
-		 v->run->exit_reason);
+	snprintf(why, len, "memfault_vcpu_run() = %d, exit_reason %u%s", r,
+		 v->run->exit_reason,
+		 r == MEMFAULT_RUN_INTERRUPTED ? " (no exit within 2 s)" : "");
 	return -1;
+}
+
+/* Interrupts a KVM_RUN that does not return (see probe()). */
+static void
+on_alarm(int sig)
+{
+	(void)sig;
 }
 
 static void
 time_kind(int kvm, bool fault, long block, int trials, const char *kernel)
 {
 	const char *kind = fault ? "fault" : ORDINARY;
-	double tr[99], tl[99], mr, ml;
+	double *tr = calloc((size_t)trials * 3, sizeof(double));
+	double *tl = tr + trials, *pr = tl + trials, mr, ml, mp, lo, hi;
+	struct vm v = { .vm_fd = -1, .vcpu_fd = -1, .gmem_fd = -1 };
 	char why[160];
-	struct vm v;
-	int err = vm_create(&v, kvm, fault);
+	int err = tr ? vm_create(&v, kvm, fault) : -ENOMEM;
 
 	if (err) {
 		printf("{\"benchmark\":\"kvm_run\",\"exit\":\"%s\","
 		       "\"skip\":\"setup: %s\"}\n", kind, strerror(-err));
-		vm_destroy(&v);
-		return;
+		goto out;
 	}
 	if (probe(&v, fault, why, sizeof(why))) {
 		printf("{\"benchmark\":\"kvm_run\",\"exit\":\"%s\","
 		       "\"skip\":\"this kernel: %s\"}\n", kind, why);
-		vm_destroy(&v);
-		return;
+		goto out;
 	}
 	/* warm up both loops */
 	bench_loop(&v, false, fault, block);
@@ -363,24 +402,32 @@ time_kind(int kvm, bool fault, long block, int trials, const char *kernel)
 				printf("{\"benchmark\":\"kvm_run\",\"exit\":\"%s\","
 				       "\"error\":\"%s loop: %ld of %ld exits as expected\"}\n",
 				       kind, lib ? "lib" : "raw", good, block);
-				vm_destroy(&v);
-				return;
+				goto out;
 			}
 			if (lib)
 				tl[i] = t;
 			else
 				tr[i] = t;
 		}
+		pr[i] = tl[i] / tr[i];
 	}
+	/* the ratio is the median of the ratios of the pairs, which drift
+	 * on a noisy host moves much less than the two medians */
 	mr = median(tr, trials);
 	ml = median(tl, trials);
+	mp = median(pr, trials); /* sorts pr */
+	median_ci(pr, trials, &lo, &hi);
 	printf("{\"benchmark\":\"kvm_run\",\"exit\":\"%s\",\"kernel\":\"%s\","
 	       "\"block\":%ld,\"trials\":%d,\"raw_ns_per_exit\":%.1f,"
-	       "\"lib_ns_per_exit\":%.1f,\"overhead_ns_per_exit\":%.1f,"
-	       "\"ratio\":%.4f}\n",
-	       kind, kernel, block, trials, mr, ml, ml - mr, ml / mr);
+	       "\"lib_ns_per_exit\":%.1f,\"ratio\":%.4f,"
+	       "\"ratio_ci95_lo\":%.4f,\"ratio_ci95_hi\":%.4f,"
+	       "\"ratio_p25\":%.4f,\"ratio_p75\":%.4f}\n",
+	       kind, kernel, block, trials, mr, ml, mp, lo, hi,
+	       pr[trials / 4], pr[trials - 1 - trials / 4]);
 	fflush(stdout);
+out:
 	vm_destroy(&v);
+	free(tr);
 }
 
 int
@@ -402,10 +449,10 @@ main(int argc, char **argv)
 	if (kvm < 0)
 		return 77;
 	if (!strcmp(argv[1], "time")) {
-		long block = argc > 2 ? atol(argv[2]) : 2000;
-		int trials = argc > 3 ? atoi(argv[3]) : 21;
+		long block = argc > 2 ? atol(argv[2]) : 100;
+		int trials = argc > 3 ? atoi(argv[3]) : 1001;
 
-		if (block < 1 || trials < 1 || trials > 99)
+		if (block < 1 || trials < 1 || trials > 100000)
 			return 2;
 		time_kind(kvm, false, block, trials, kernel);
 		time_kind(kvm, true, block, trials, kernel);

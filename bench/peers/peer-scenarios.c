@@ -245,6 +245,21 @@ exit_name(uint32_t r)
 	}
 }
 
+static const char *
+result_name(int r)
+{
+	static char buf[32];
+
+	switch (r) {
+	case MEMFAULT_RUN_EXIT: return "MEMFAULT_RUN_EXIT";
+	case MEMFAULT_RUN_MEMORY_FAULT: return "MEMFAULT_RUN_MEMORY_FAULT";
+	case MEMFAULT_RUN_INTERRUPTED: return "MEMFAULT_RUN_INTERRUPTED";
+	case MEMFAULT_RUN_RETRY: return "MEMFAULT_RUN_RETRY";
+	}
+	snprintf(buf, sizeof(buf), "-%s", errno_name(-r));
+	return buf;
+}
+
 /* One memfault_vcpu_run(), as one JSON line. */
 static void
 report(struct vm *v, const char *scen, int r)
@@ -279,9 +294,9 @@ report(struct vm *v, const char *scen, int r)
 			 errno_name(-r));
 	}
 	printf("{\"side\":\"libmemfault\",\"scenario\":\"%s\",\"kind\":\"%s\"%s,"
-	       "\"api\":\"memfault_vcpu_run() = %d\","
+	       "\"api\":\"memfault_vcpu_run() = %s\","
 	       "\"exit_reason_after\":%u}\n",
-	       scen, kind, detail, r, v->run->exit_reason);
+	       scen, kind, detail, result_name(r), v->run->exit_reason);
 }
 
 static int

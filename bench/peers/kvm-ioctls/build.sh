@@ -86,6 +86,9 @@ if ! have_debs; then
 		apt-get "${apto[@]}" update > "$apt/update.log" 2>&1 ||
 			skip "apt-get update of sid failed (see $apt/update.log)"
 	fi
+	# apt-get update succeeds even when the mirror cannot be reached
+	[ -n "$(find "$apt/lists" -maxdepth 1 -name '*Packages*' 2> /dev/null)" ] ||
+		skip "no sid package index from $mirror (see $apt/update.log)"
 	for pv in "${pkgs[@]}"; do
 		pkg=${pv%%=*} ver=${pv#*=}
 		ver=${ver//:/%3a}
