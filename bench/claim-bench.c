@@ -22,7 +22,9 @@
  *
  * Prints one JSON object per thread count: the medians of each side, and
  * "ratio", the median of the per-trial lib/raw ratios (1.0 = as fast as the
- * raw atomics, lower is better) with its 95% confidence interval.
+ * raw atomics, lower is better) with its 95% confidence interval, and the
+ * voluntary context switches per page of each side (a waiter that slept in
+ * the library's futex, or a spinner's yield that let another thread run).
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -32,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -172,9 +175,24 @@ raw_thread(void *arg)
 	return NULL;
 }
 
-/* One trial of one side: ns per page; *once = all pages fetched once. */
+/* Context switches of the whole process so far (all its threads). */
 static double
-trial(bool lib, int nthreads, uint64_t n, bool *once)
+switches(bool voluntary)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru))
+		return 0;
+	return (double)(voluntary ? ru.ru_nvcsw : ru.ru_nivcsw);
+}
+
+/*
+ * One trial of one side: ns per page; *once = all pages fetched once;
+ * *sleeps += voluntary context switches (threads that blocked: futex
+ * waits, or yields that found another thread to run).
+ */
+static double
+trial(bool lib, int nthreads, uint64_t n, bool *once, double *sleeps)
 {
 	MEMFAULT_OPTS(memfault_region_opts, o,
 		      .flags = MEMFAULT_REGION_MISSING |
@@ -200,6 +218,7 @@ trial(bool lib, int nthreads, uint64_t n, bool *once)
 		for (uint64_t p = 0; p < n; p++)
 			b.missing[p / BITS] |= 1ul << (p % BITS);
 	}
+	*sleeps -= switches(true);
 	pthread_barrier_init(&start, NULL, (unsigned)nthreads + 1);
 	for (int i = 0; i < nthreads; i++) {
 		w[i] = (struct worker){ r, &b, n, fetches, i, &start, 0, 0, 0 };
@@ -217,6 +236,7 @@ trial(bool lib, int nthreads, uint64_t n, bool *once)
 			t1 = w[i].t1;
 	}
 	pthread_barrier_destroy(&start);
+	*sleeps += switches(true);
 	for (uint64_t p = 0; p < n; p++)
 		if (fetches[p] != 1)
 			*once = false;
@@ -251,16 +271,17 @@ main(int argc, char **argv)
 		return 1;
 	for (size_t ti = 0; ti < sizeof(threads) / sizeof(threads[0]); ti++) {
 		double tl[99], tr[99], pr[99], ml, mr, mp, lo, hi;
+		double lsw = 0, rsw = 0;
 		bool lonce = true, ronce = true;
 
 		for (int i = 0; i < trials; i++) {
 			/* alternate which side goes first */
 			if (i % 2) {
-				tr[i] = trial(false, threads[ti], n, &ronce);
-				tl[i] = trial(true, threads[ti], n, &lonce);
+				tr[i] = trial(false, threads[ti], n, &ronce, &rsw);
+				tl[i] = trial(true, threads[ti], n, &lonce, &lsw);
 			} else {
-				tl[i] = trial(true, threads[ti], n, &lonce);
-				tr[i] = trial(false, threads[ti], n, &ronce);
+				tl[i] = trial(true, threads[ti], n, &lonce, &lsw);
+				tr[i] = trial(false, threads[ti], n, &ronce, &rsw);
 			}
 			pr[i] = tl[i] / tr[i];
 		}
@@ -273,10 +294,13 @@ main(int argc, char **argv)
 		       "\"raw_ns_per_page\":%.1f,\"lib_ns_per_page\":%.1f,"
 		       "\"ratio\":%.3f,\"ratio_ci95_lo\":%.3f,"
 		       "\"ratio_ci95_hi\":%.3f,\"raw_exactly_once\":%s,"
-		       "\"lib_exactly_once\":%s}\n",
+		       "\"lib_exactly_once\":%s,"
+		       "\"raw_blocking_switches_per_page\":%.4f,"
+		       "\"lib_blocking_switches_per_page\":%.4f}\n",
 		       threads[ti], (unsigned long long)n, trials, mr, ml,
 		       mp, lo, hi, ronce ? "true" : "false",
-		       lonce ? "true" : "false");
+		       lonce ? "true" : "false",
+		       rsw / trials / (double)n, lsw / trials / (double)n);
 		fflush(stdout);
 	}
 	memfault_vm_free(vm);

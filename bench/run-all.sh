@@ -388,7 +388,9 @@ for j in claim:
         ratio=j["ratio"], ratio_note=ci_text(j),
         method="wall clock: medians of %d interleaved trials; ratio: median of the per-trial "
                "lib/raw ratios [95%% CI]" % j["trials"],
-        lib_exactly_once=j["lib_exactly_once"], raw_exactly_once=j["raw_exactly_once"])
+        lib_exactly_once=j["lib_exactly_once"], raw_exactly_once=j["raw_exactly_once"],
+        lib_blocking_switches_per_page=j.get("lib_blocking_switches_per_page"),
+        raw_blocking_switches_per_page=j.get("raw_blocking_switches_per_page"))
 
 # ---- 4. userfaultfd ----
 uffd = [j for j in lines("uffd") if j.get("bench") == "uffd"]
@@ -713,6 +715,18 @@ for sec, title in sections:
                 j["memory"], j["threads"], num(j["lib_p50_us"]), num(j["lib_p99_us"]), num(j["raw_p50_us"]),
                 num(j["raw_p99_us"]), num(j.get("lib_service_p50_us")), num(j.get("lib_service_p99_us"))))
         w("")
+    if sec == "claim" and claim and "lib_blocking_switches_per_page" in claim[0]:
+        w("Every page was fetched exactly once: %s. Voluntary context switches per page (a waiter that"
+          % ("yes, on both sides, in every trial" if all(j["lib_exactly_once"] and j["raw_exactly_once"]
+                                                       for j in claim) else "**NO**, see bench-results.json"))
+        w("slept in the library's futex, or a spinner's yield that let another thread run):")
+        w("")
+        w("| threads | library | raw atomics |")
+        w("|---:|---:|---:|")
+        for j in claim:
+            w("| %d | %.4f | %.4f |" % (j["threads"], j["lib_blocking_switches_per_page"],
+                                        j["raw_blocking_switches_per_page"]))
+        w("")
     if sec == "claim" and (claim or uffd):
         w("Thread scaling of claims and of userfaultfd faults: " +
           ("![thread scaling](performance-threads.png)" if plotted else "(no plot: neither matplotlib nor gnuplot)"))
@@ -804,9 +818,21 @@ w("  benchmarks measure; they do not explain): range publish and mark store one 
 w("  through atomic/volatile stores, which the compiler cannot turn into the vector stores memset uses, and")
 w("  publish adds a full fence and a busy-count check; find_missing scans with scalar volatile loads (four")
 w("  words per test) against glibc's AVX2 memchr; a single-page publish is a library call that checks the")
-w("  range, the busy word and the userfaultfd registration around its one atomic; and every claim and")
-w("  publish also updates the region-wide `nr_busy` counter (and reads `nr_waiters`), one cache line that")
-w("  all threads write, which is what grows with the thread count.")
+w("  range, the busy word and the userfaultfd registration around its one atomic. Every claim and publish")
+w("  also updates the region-wide `nr_busy` counter (and reads `nr_waiters`), one cache line that all")
+w("  threads write: about 2x the raw claim without contention.")
+w("- Claims with more claimers than CPUs (4 and 8 threads on 2 CPUs) swing from run to run when other")
+w("  work runs: in some runs of this machine the library side took 10-20x the raw claim at 8 threads")
+w("  (this run: %s). Likely cause (inferred, not traced): a claimer that loses a race sleeps in a futex"
+  % (", ".join("%dt %.1fx" % (j["threads"], j["ratio"]) for j in claim) if claim else "not run"))
+w("  at once, and the woken waiter then queues for a CPU behind every other runnable thread while the")
+w("  claimers, which walk the pages in step, pile up behind it; the raw baseline's losers yield but stay")
+w("  runnable. Few sleeps (the context-switch table) with a large time per page fit that. Spinning")
+w("  briefly (a bounded number of acquire loads) before FUTEX_WAIT is the usual remedy.")
+w("- userfaultfd: the `memfd` rows compare different kernel paths (the library in MINOR mode writes the")
+w("  page through a second mapping and maps it with UFFDIO_CONTINUE; the raw loop uses MISSING mode and")
+w("  UFFDIO_COPY); `memfd-copy` is the like-for-like row on shmem (uffd-bench.c). Each fault costs")
+w("  10-100 us on this machine, so a few percent either way is within the run-to-run spread.")
 w("- Peer: kvm-ioctls follows api.rst literally. It reports a memory fault only for -1 with EFAULT or")
 w("  EHWPOISON and exit 39, without the errno, so it loses the fault of a guest_memfd ENOMEM/EIO (a plain")
 w("  error without gpa), cannot tell a poisoned page from a conversion request, and returns")
