@@ -161,6 +161,7 @@ struct sim_global {
 	bool env_script;
 	struct sim_obj **fds; /* indexed by fd; allocated once, never moved */
 	size_t nfds;          /* its capacity */
+	size_t fds_hwm;       /* no object at or above this index (lock) */
 	struct kvmsim_stats stats; /* updated with atomics */
 	size_t page_size;
 };

@@ -379,6 +379,8 @@ reg_add(struct sim_obj *o)
 	 */
 	stale = kvmsim__g.fds[o->fd];
 	__atomic_store_n(&kvmsim__g.fds[o->fd], o, __ATOMIC_RELEASE);
+	if ((size_t)o->fd >= kvmsim__g.fds_hwm)
+		kvmsim__g.fds_hwm = (size_t)o->fd + 1;
 	pthread_mutex_unlock(&kvmsim__g.lock);
 	if (stale)
 		obj_release(stale, false);
@@ -543,9 +545,13 @@ kvmsim_reset(const struct kvmsim_config *cfg)
 			return r;
 	}
 
-	/* Take every object out of the registry, then close them unlocked. */
+	/*
+	 * Take every object out of the registry, then close them unlocked.
+	 * Up to the high-water mark only: the table has up to 2^20 entries,
+	 * and a fuzzer resets the simulator for every input.
+	 */
 	pthread_mutex_lock(&kvmsim__g.lock);
-	for (size_t i = 0; kvmsim__g.fds && i < kvmsim__g.nfds; i++) {
+	for (size_t i = 0; kvmsim__g.fds && i < kvmsim__g.fds_hwm; i++) {
 		if (!kvmsim__g.fds[i])
 			continue;
 		if (nobjs == objs_cap &&
@@ -558,6 +564,7 @@ kvmsim_reset(const struct kvmsim_config *cfg)
 		objs[nobjs++] = kvmsim__g.fds[i];
 		__atomic_store_n(&kvmsim__g.fds[i], NULL, __ATOMIC_RELAXED);
 	}
+	kvmsim__g.fds_hwm = 0;
 	free(kvmsim__g.env_steps);
 	kvmsim__g.cfg = c;
 	kvmsim__g.env_steps = steps;
