@@ -485,11 +485,22 @@ int memfault_vcpu_run(struct memfault_vcpu *vcpu);
  * last seen in memfault_vcpu_run(). Whether the vCPU is inside KVM_RUN,
  * about to enter it or outside it, memfault_vcpu_run() returns
  * MEMFAULT_RUN_INTERRUPTED at least once after the kick begins; kicks that
- * arrive before that return are merged into it. No kick is lost.
+ * arrive before that return are merged into it. No kick that returns 0 is
+ * lost.
+ *
+ * A real-time kick signal (the default, SIGRTMIN) is queued once per kick,
+ * from the user's RLIMIT_SIGPENDING allowance, which every process of the
+ * user shares. When that queue is full the kernel refuses the signal and
+ * the kick returns -EAGAIN: `immediate_exit` is set, so the vCPU returns
+ * MEMFAULT_RUN_INTERRUPTED at its next entry to KVM_RUN, but a vCPU in the
+ * guest now is not interrupted until it exits for another reason. Retry
+ * later, or pick a standard signal (SIGUSR1, say) as @c kick_signal: those
+ * are never queued twice, and never refused.
  *
  * @param vcpu the vCPU object.
  * @return 0 on success or a negative errno.
  * @retval -EINVAL @p vcpu is NULL.
+ * @retval -EAGAIN the real-time kick signal could not be queued (above).
  * @note Thread-safe and async-signal-safe: callable from any thread and
  *       from a signal handler.
  * @since 0.1

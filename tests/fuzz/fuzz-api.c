@@ -610,12 +610,6 @@ op_getters(struct reader *rd)
 	case 1:
 		sz = rd_size(rd, sizeof(struct memfault_vcpu_stats));
 		out = out_prepare(sz);
-#ifndef MEMFAULT_FUZZ_ALL
-		/* Known bug (issue 12, reported): computes &vcpu->stats before
-		 * the NULL check, undefined behaviour UBSan stops at. */
-		if (!v)
-			break;
-#endif
 		r = memfault_vcpu_get_stats(v, out, sz);
 		CHECK(r == 0 || r == -EINVAL);
 		out_check(sz, r ? 0 : (sz < sizeof(struct memfault_vcpu_stats) ?
@@ -697,8 +691,10 @@ op_run(struct reader *rd)
 	bool dispatch = rd_u8(rd) & 1;
 
 	release_claims(rd);
-	if (rd_u8(rd) % 4 == 0 && v)
-		CHECK(memfault_vcpu_kick(v) == 0);
+	if (rd_u8(rd) % 4 == 0 && v) {
+		r = memfault_vcpu_kick(v);
+		CHECK(r == 0 || r == -EAGAIN); /* see the kick operation */
+	}
 	if (!v && rd_u8(rd) % 2)
 		return;
 	r = dispatch ? memfault_vcpu_run_dispatch(v) : memfault_vcpu_run(v);
@@ -963,10 +959,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 			struct memfault_vcpu *v = S.vcpu[rd_u8(&rd) % MAX_VCPUS];
 			int kr = memfault_vcpu_kick(v);
 
-			if (kr != (v ? 0 : -EINVAL))
-				fprintf(stderr, "kick: %d (%s)\n", kr,
-					strerror(-kr));
-			CHECK(kr == (v ? 0 : -EINVAL));
+			/* -EAGAIN: the user's real-time signal queue is full
+			 * (RLIMIT_SIGPENDING, shared with every process of the
+			 * user): seen while another test flooded it */
+			CHECK(v ? (kr == 0 || kr == -EAGAIN) : kr == -EINVAL);
 			break;
 		}
 		default:

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * memfault_vcpu_kick(): before entry, during KVM_RUN, after an exit, from
- * another thread 10^4 times, and from a signal handler. A lost kick leaves
+ * another thread 10^4 times, from a signal handler, and with the real-time
+ * signal queue full. A lost kick leaves
  * the vCPU spinning in the guest, which the tests detect with a deadline.
  */
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -232,6 +235,72 @@ START_TEST(kick_with_the_vmms_signal)
 }
 END_TEST
 
+/*
+ * A real-time kick signal is queued per kick from RLIMIT_SIGPENDING. With
+ * that queue full, the kernel refuses it (EAGAIN): the kick must say so
+ * (-EAGAIN, errno untouched), still set immediate_exit, and a standard
+ * kick signal must keep working. The queue is filled with the kick signal
+ * blocked in this thread, which plays the vCPU thread. Where the kernel
+ * does not enforce the limit (an emulator's own signal queue), raw
+ * tgkill() never fails and there is nothing to compare with: the test
+ * then checks only that kicks succeed.
+ */
+START_TEST(kick_signal_queue_full)
+{
+	MEMFAULT_OPTS(memfault_vcpu_opts, usr1, .kick_signal = SIGUSR1);
+	struct rlimit old, low;
+	struct memfault_vcpu *v2 = NULL;
+	sigset_t set, prev;
+	struct sim_env e;
+	int raw = 0, n, r;
+
+	sim_env_open(&e, sim_models[_i].arch, KVMSIM_LEVEL_7_2);
+	sim_env_script(&e, "mmio_write:0x10000000:1:1");
+	/* this thread becomes the one the kick signals */
+	ck_assert_int_eq(sim_env_run(&e).r, MEMFAULT_RUN_EXIT);
+	signal(SIGUSR1, SIG_DFL);
+	ck_assert_int_eq(memfault_vcpu_new(e.vm, e.vcpu_fd, &usr1, &v2), 0);
+	ck_assert_int_eq(memfault_vcpu_run(v2), MEMFAULT_RUN_EXIT);
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGRTMIN);
+	sigaddset(&set, SIGUSR1);
+	ck_assert_int_eq(pthread_sigmask(SIG_BLOCK, &set, &prev), 0);
+	ck_assert_int_eq(getrlimit(RLIMIT_SIGPENDING, &old), 0);
+	low = old;
+	low.rlim_cur = 8; /* the user's count is shared: often above this */
+	ck_assert_int_eq(setrlimit(RLIMIT_SIGPENDING, &low), 0);
+	for (n = 0; n < 64; n++) {
+		if (syscall(SYS_tgkill, getpid(), (pid_t)syscall(SYS_gettid),
+			    SIGRTMIN)) {
+			ck_assert_int_eq(errno, EAGAIN);
+			raw = 1;
+			break;
+		}
+	}
+	e.run->immediate_exit = 0;
+	errno = 1234;
+	r = memfault_vcpu_kick(e.vcpu);
+	ck_assert_int_eq(errno, 1234);
+	/* what the kernel did to the raw signal, the kick reports */
+	ck_assert_int_eq(r, raw ? -EAGAIN : 0);
+	ck_assert_uint_eq(e.run->immediate_exit, 1);
+	/* a standard signal is never refused: 1000 kicks, queue full */
+	for (n = 0; n < 1000; n++)
+		ck_assert_int_eq(memfault_vcpu_kick(v2), 0);
+
+	/* drain: the blocked signals reach the handlers */
+	ck_assert_int_eq(setrlimit(RLIMIT_SIGPENDING, &old), 0);
+	ck_assert_int_eq(pthread_sigmask(SIG_SETMASK, &prev, NULL), 0);
+	ck_assert_int_eq(memfault_vcpu_run(e.vcpu), MEMFAULT_RUN_INTERRUPTED);
+	ck_assert_int_eq(memfault_vcpu_kick(e.vcpu), 0);
+	ck_assert_int_eq(memfault_vcpu_run(e.vcpu), MEMFAULT_RUN_INTERRUPTED);
+	memfault_vcpu_free(v2);
+	signal(SIGUSR1, SIG_DFL);
+	sim_env_close(&e);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -250,6 +319,8 @@ main(void)
 		tcase_add_loop_test(tc, kick_from_signal_handler, m[i],
 				    m[i] + 1);
 		tcase_add_loop_test(tc, kick_with_the_vmms_signal, m[i],
+				    m[i] + 1);
+		tcase_add_loop_test(tc, kick_signal_queue_full, m[i],
 				    m[i] + 1);
 	}
 	suite_add_tcase(s, tc);
