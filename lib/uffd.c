@@ -607,6 +607,7 @@ uffd_open(int *ret_fd)
 	const int flags = O_CLOEXEC | O_NONBLOCK;
 	int dev, fd, dev_err, err;
 
+	*ret_fd = -1;
 	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
 	if (dev >= 0) {
 		fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
@@ -629,7 +630,7 @@ uffd_open(int *ret_fd)
 	if (err == EPERM || err == EACCES || dev_err == EPERM ||
 	    dev_err == EACCES)
 		return -EPERM;
-	return -err;
+	return err > 0 ? -err : -EIO;
 }
 
 static int
