@@ -19,6 +19,8 @@ packages=(
 	meson ninja-build pkgconf check gcc g++ clang libclang-rt-14-dev
 	# tests, docs, hygiene
 	valgrind doxygen graphviz shellcheck codespell abigail-tools
+	# static analysis (.ci/job-reliability.sh: scan-build-14)
+	clang-tools-14
 	# aarch64 cross build, tests under qemu-user
 	qemu-user-static gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 	g++-aarch64-linux-gnu
