@@ -27,6 +27,7 @@ packages=(
 	# real-kernel suite (tests/kernel): nested QEMU guests
 	qemu-system-x86 qemu-system-arm busybox-static cpio xz-utils
 	debian-archive-keyring ca-certificates libsubunit-dev
+	libtsan2-arm64-cross # tests/kernel test-bitmap-tsan (arm64 guest)
 	# bindings (Rust: bindgen; Python: pytest, hypothesis), benchmarks
 	bindgen python3-pytest python3-hypothesis strace
 	# man page checks

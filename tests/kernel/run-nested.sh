@@ -10,11 +10,13 @@
 #   tests/kernel/run-nested.sh arm64
 #
 # Steps: (a) get a kernel, (b) build the test binaries statically with
-# libmemfault and Check compiled in, (c) build an initramfs, (d) boot it,
-# print the kernel version, the result of every scenario and the guest time
-# of every executable, and (e) compare the VMM-visible results (KRES lines)
-# with the same scenarios run on the KVM simulator
-# (tests/kernel/test-kernel-diff-sim-ARCH).
+# libmemfault and Check compiled in (arm64 also: test-bitmap-tsan, the
+# concurrent bitmap tests under gcc's ThreadSanitizer, dynamic, its
+# libraries in the initramfs; SKIP without an aarch64 libtsan.so.2),
+# (c) build an initramfs, (d) boot it, print the kernel version, the result
+# of every scenario and the guest time of every executable, and (e) compare
+# the VMM-visible results (KRES lines) with the same scenarios run on the
+# KVM simulator (tests/kernel/test-kernel-diff-sim-ARCH).
 #
 # Exit status: 0 all passed; 1 a test failed; 2 a guest never reported
 # (panic, hang, timeout); 3 the tests passed but the kernel and the
@@ -35,6 +37,8 @@
 #                            built tests/kernel/test-kernel-diff-sim-ARCH;
 #                            without it one is set up under the work directory
 #   MEMFAULT_MIRROR          Debian mirror [http://deb.debian.org/debian]
+#   MEMFAULT_NESTED_TSAN_LOOPS
+#                            arm64: runs of each test-bitmap-tsan case [4]
 #
 # The system's apt configuration and state (/etc/apt, /var/lib/apt) are
 # never touched: downloads use apt-get download with a private
@@ -284,14 +288,57 @@ CFLAGS=(-std=c11 -O2 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -fvisibil
 	-isystem "$SRC/lib/uapi" -isystem "$SRC/lib/uapi/$UAPI_ARCH" "${CHECK_INC[@]}")
 OBJ=$WORK/obj
 BIN=$WORK/ktests
-rm -rf "$OBJ" "$BIN"
-mkdir -p "$OBJ" "$BIN"
+LIBS=$WORK/tsan-libs
+rm -rf "$OBJ" "$BIN" "$LIBS"
+mkdir -p "$OBJ/tsan" "$BIN" "$LIBS"
+
+# arm64 only: test-bitmap-tsan (tests/kernel/test-bitmap-tsan.c), the
+# concurrent cases of tests/unit/test-bitmap.c on the KVM simulator, built
+# with gcc -fsanitize=thread. TSan cannot link statically, so it is a
+# dynamic executable with its loader and libraries in the initramfs' /lib.
+# It runs in the guest because TSan's runtime does not work under
+# qemu-user (x86_64 runs it natively: the tsan job of .ci/run).
+TSAN_SKIP=
+TSAN_CFLAGS=()
+tsan_objs=()
+if [ "$ARCH" = arm64 ]; then
+	tsan_rt=$("$CC" -print-file-name=libtsan.so.2)
+	if [ "$tsan_rt" = libtsan.so.2 ] || [ ! -e "$tsan_rt" ]; then
+		TSAN_SKIP="no $MULTIARCH libtsan.so.2 for $CC (Debian: libtsan2-arm64-cross)"
+	elif ! command -v readelf > /dev/null; then
+		TSAN_SKIP="no readelf (Debian: binutils)"
+	fi
+	if [ -n "$TSAN_SKIP" ]; then
+		log "test-bitmap-tsan: SKIP ($TSAN_SKIP)"
+	else
+		# CFLAGS without -fvisibility=hidden: the simulator's open/ioctl/close
+		# are exported, as meson's kvmsim_dep does.
+		for f in "${CFLAGS[@]}"; do
+			[ "$f" = -fvisibility=hidden ] || TSAN_CFLAGS+=("$f")
+		done
+		# -fno-builtin-mem*: gcc expands a constant-size memset/memcpy
+		# inline, and those stores are not instrumented (gcc 12: the
+		# reader-checker's 64-byte memset); as calls, TSan intercepts them.
+		TSAN_CFLAGS+=(-O1 -g -fsanitize=thread -fno-builtin-memset -fno-builtin-memcpy
+			-fno-builtin-memmove -I"$SRC/tests/sim")
+	fi
+fi
 objs=()
 for c in "$SRC"/lib/*.c "$SRC/tests/kernel/ktest.c" "$SRC/tests/kernel/kres.c"; do
 	o=$OBJ/$(basename "$(dirname "$c")")-$(basename "$c" .c).o
 	"$CC" "${CFLAGS[@]}" -c "$c" -o "$o" &
 	objs+=("$o")
 done
+if [ ${#TSAN_CFLAGS[@]} -gt 0 ]; then
+	# libmemfault and the simulator (tests/sim/meson.build: kvmsim_sources)
+	for c in "$SRC"/lib/*.c "$SRC"/tests/sim/kvmsim.c "$SRC"/tests/sim/kvmsim-*.c \
+		"$SRC/tests/kernel/test-bitmap-tsan.c"; do
+		case $c in */kvmsim-probe.c) continue ;; esac
+		o=$OBJ/tsan/$(basename "$(dirname "$c")")-$(basename "$c" .c).o
+		"$CC" "${TSAN_CFLAGS[@]}" -c "$c" -o "$o" &
+		tsan_objs+=("$o")
+	done
+fi
 wait_all() {
 	local rc=0 pid
 	for pid in $(jobs -p); do wait "$pid" || rc=1; done
@@ -308,11 +355,39 @@ for c in "$SRC"/tests/kernel/test-kernel-*.c; do
 	tests+=("$name")
 	"$CC" "${CFLAGS[@]}" -static -pthread -o "$BIN/$name" "$c" "${objs[@]}" "${CHECK_LIBS[@]}" -lm -lrt &
 done
+if [ ${#tsan_objs[@]} -gt 0 ]; then
+	tsan_link=(-fsanitize=thread -pthread)
+	for sym in open open64 openat openat64 __open_2 __open64_2 __openat_2 __openat64_2 ioctl close; do
+		tsan_link+=("-Wl,--export-dynamic-symbol=$sym")
+	done
+	"$CC" "${tsan_link[@]}" -o "$BIN/test-bitmap-tsan" "${tsan_objs[@]}" "${CHECK_LIBS[@]}" -ldl -lm -lrt &
+fi
 wait_all || {
-	log "linking the static test binaries failed"
+	log "linking the static test binaries (or test-bitmap-tsan) failed"
 	exit 1
 }
 log "built ${#tests[@]} static test binaries with $CC ($(elapsed "$T0") s)"
+
+# tsan_libs FILE: copy the libraries FILE needs (DT_NEEDED, recursively, as
+# $CC finds them) and its ELF interpreter into $LIBS.
+tsan_libs() {
+	local lib path
+	for lib in $(readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p') \
+		$(readelf -l "$1" | sed -n 's/.*program interpreter: .*\/\([^/]*\)\]$/\1/p'); do
+		[ -e "$LIBS/$lib" ] && continue
+		path=$("$CC" -print-file-name="$lib")
+		[ -e "$path" ] || {
+			log "test-bitmap-tsan: cannot find $lib for $CC"
+			return 1
+		}
+		cp -L "$path" "$LIBS/$lib"
+		tsan_libs "$LIBS/$lib" || return 1
+	done
+}
+if [ -e "$BIN/test-bitmap-tsan" ]; then
+	tsan_libs "$BIN/test-bitmap-tsan" || exit 1
+	log "built test-bitmap-tsan (gcc -fsanitize=thread; in the guest's /lib: $(cd "$LIBS" && echo *))"
+fi
 
 # ---- (c) initramfs ------------------------------------------------------------
 
@@ -322,6 +397,10 @@ rm -rf "$ROOT"
 mkdir -p "$ROOT"/bin "$ROOT"/dev "$ROOT"/proc "$ROOT"/sys "$ROOT"/tmp "$ROOT"/lib/modules
 cp "$BUSYBOX" "$ROOT/bin/busybox"
 cp -a "$BIN" "$ROOT/ktests"
+if [ -e "$BIN/test-bitmap-tsan" ]; then cp "$LIBS"/* "$ROOT/lib/"; fi
+# test-bitmap-tsan under TCG on 2 busy host cores: ~1.8 s of guest time per
+# run of a case, so the default 4 runs of each cost ~14 s (3.9 s for 1).
+echo "export MEMFAULT_BITMAP_TSAN_LOOPS=${MEMFAULT_NESTED_TSAN_LOOPS:-4}" > "$ROOT/ksuite.env"
 if [ -n "$MODULES_DIR" ]; then cp "$MODULES_DIR"/*.ko "$ROOT/lib/modules/"; fi
 cat > "$ROOT/init" << 'EOF'
 #!/bin/busybox sh
@@ -347,6 +426,9 @@ fi
 echo "KSUITE: uname $(uname -r) $(uname -m)"
 echo "KSUITE: kvm $(ls -l /dev/kvm 2>&1)"
 export CK_VERBOSITY=verbose CK_DEFAULT_TIMEOUT=120 MEMFAULT_KTEST_ANY_KERNEL=1
+# test-bitmap-tsan: a data race report fails the test at once
+export TSAN_OPTIONS=halt_on_error=1
+. /ksuite.env
 rc=0
 for t in /ktests/*; do
 	name=${t##*/}
@@ -452,6 +534,9 @@ for b in "${boots[@]}"; do
 	}
 done
 printf '%-8s %-24s %-7s %s\n' arch scenario result note
+if [ -n "$TSAN_SKIP" ]; then
+	printf '%-8s %-24s %-7s %s\n' "$ARCH" "(test-bitmap-tsan)" SKIP "$TSAN_SKIP"
+fi
 for b in "${boots[@]}"; do
 	# Check verbose lines: file:line:P|F|E:tcase:test:iter: message; and
 	# the executables that exited 77 as a whole.
