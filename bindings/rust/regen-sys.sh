@@ -52,7 +52,8 @@ trap 'rm -f "$tmp"' EXIT
 # core only (no_std); enum values become plain constants (MEMFAULT_ARCH_X86_64,
 # ...) of the enum's integer type; size_t is usize. No doc comments: the
 # header's Doxygen text is the reference, and an edit of a comment alone
-# must not make the committed file stale.
+# must not make the committed file stale. The SPDX line comes third, after
+# bindgen's own first line (which the check above reads).
 "$bindgen" "$header" \
 	--no-rustfmt-bindings \
 	--no-doc-comments \
@@ -64,6 +65,7 @@ trap 'rm -f "$tmp"' EXIT
 	--allowlist-function 'memfault_.*' \
 	--allowlist-type 'memfault_.*' \
 	--allowlist-var 'MEMFAULT_.*' \
+	--raw-line '// SPDX-License-Identifier: MIT' \
 	-o "$tmp" -- -std=c11
 "$rustfmt" --edition 2021 "$tmp"
 
