@@ -28,6 +28,9 @@
 #                            Debian sid cloud kernel is downloaded with a
 #                            private apt configuration
 #   MEMFAULT_NESTED_WORK     scratch directory [${TMPDIR:-/tmp}/memfault-nested]
+#   MEMFAULT_NESTED_DIR      if set, write DIR/meson-logs/testlog.json: one
+#                            result per scenario and one for the differential
+#                            check, in meson's format (.ci/run counts them)
 #   MEMFAULT_NESTED_CACHE    apt lists, .debs, the arm64 Check sysroot
 #                            [${XDG_CACHE_HOME:-$HOME/.cache}/libmemfault-nested]
 #   MEMFAULT_NESTED_TIMEOUT  seconds per boot before it counts as hung [240]
@@ -533,37 +536,42 @@ for b in "${boots[@]}"; do
 		if [ "$RC" = 0 ] || [ "$brc" = 2 ]; then RC=$brc; fi
 	}
 done
-printf '%-8s %-24s %-7s %s\n' arch scenario result note
-if [ -n "$TSAN_SKIP" ]; then
-	printf '%-8s %-24s %-7s %s\n' "$ARCH" "(test-bitmap-tsan)" SKIP "$TSAN_SKIP"
-fi
-for b in "${boots[@]}"; do
-	# Check verbose lines: file:line:P|F|E:tcase:test:iter: message; and
-	# the executables that exited 77 as a whole.
-	awk -v arch="$ARCH" -v boot="$b" '
-	BEGIN { note = boot == "stock" ? "" : "[" boot " kernel] " }
-	/^[^ :]+\.c:[0-9]+:[PFE]:[^:]+:[^:]+:[0-9]+:/ {
-		split($0, p, ":")
-		res = p[3] == "P" ? "PASS" : (p[3] == "F" ? "FAIL" : "ERROR")
-		name = p[5]; gsub("_", "-", name)
-		msg = ""
-		if (res != "PASS") {
-			msg = $0
-			for (i = 0; i < 6; i++) msg = substr(msg, index(msg, ":") + 1)
-			sub(/^ /, "", msg)
+# results_table: one line per scenario (arch, scenario, PASS|FAIL|ERROR|SKIP,
+# note), from the guests' Check output.
+results_table() {
+	printf '%-8s %-24s %-7s %s\n' arch scenario result note
+	if [ -n "$TSAN_SKIP" ]; then
+		printf '%-8s %-24s %-7s %s\n' "$ARCH" "(test-bitmap-tsan)" SKIP "$TSAN_SKIP"
+	fi
+	for b in "${boots[@]}"; do
+		# Check verbose lines: file:line:P|F|E:tcase:test:iter: message; and
+		# the executables that exited 77 as a whole.
+		awk -v arch="$ARCH" -v boot="$b" '
+		BEGIN { note = boot == "stock" ? "" : "[" boot " kernel] " }
+		/^[^ :]+\.c:[0-9]+:[PFE]:[^:]+:[^:]+:[0-9]+:/ {
+			split($0, p, ":")
+			res = p[3] == "P" ? "PASS" : (p[3] == "F" ? "FAIL" : "ERROR")
+			name = p[5]; gsub("_", "-", name)
+			msg = ""
+			if (res != "PASS") {
+				msg = $0
+				for (i = 0; i < 6; i++) msg = substr(msg, index(msg, ":") + 1)
+				sub(/^ /, "", msg)
+			}
+			printf "%-8s %-24s %-7s %s%s\n", arch, name, res, note, msg
 		}
-		printf "%-8s %-24s %-7s %s%s\n", arch, name, res, note, msg
-	}
-	/^# SKIP:/ { why = $0; sub(/^# SKIP: /, "", why) }
-	/^KSUITE: run / { why = "" }
-	/^KSUITE: result [^ ]+ SKIP/ {
-		printf "%-8s %-24s %-7s %s%s: %s\n", arch, "(" $3 ")", "SKIP", note, $3, why
-	}
-	/^KSUITE: result [^ ]+ FAIL/ {
-		printf "%-8s %-24s %-7s %s%s exited %s\n", arch, "(" $3 ")", "FAIL", note, $3, $5
-	}
-	' "$WORK/$b.log"
-done
+		/^# SKIP:/ { why = $0; sub(/^# SKIP: /, "", why) }
+		/^KSUITE: run / { why = "" }
+		/^KSUITE: result [^ ]+ SKIP/ {
+			printf "%-8s %-24s %-7s %s%s: %s\n", arch, "(" $3 ")", "SKIP", note, $3, why
+		}
+		/^KSUITE: result [^ ]+ FAIL/ {
+			printf "%-8s %-24s %-7s %s%s exited %s\n", arch, "(" $3 ")", "FAIL", note, $3, $5
+		}
+		' "$WORK/$b.log"
+	done
+}
+results_table | tee "$WORK/results.txt"
 
 # ---- (e) differential check against the simulator ---------------------------------
 
@@ -629,12 +637,41 @@ diff_check() {
 	[ "$sim_rc" = 0 ]
 }
 
+DIFF_RESULT=
 if [ "${MEMFAULT_NESTED_DIFF:-1}" = 1 ]; then
 	T0=$(date +%s.%N)
+	DIFF_RESULT=OK
 	if ! diff_check; then
+		DIFF_RESULT=FAIL
 		if [ "$RC" = 0 ]; then RC=3; fi
 	fi
 	log "differential check took $(elapsed "$T0") s"
+fi
+
+# A meson-style testlog.json (one JSON object per line, as meson writes it)
+# under $MEMFAULT_NESTED_DIR/meson-logs, so that .ci/run counts every
+# scenario, and the differential check, as a test of its own. Written only
+# when a scenario passed: a run that tested nothing leaves none.
+write_testlog() {
+	local dir=$MEMFAULT_NESTED_DIR/meson-logs
+	grep -q '^[^ ]* *[^ ]* *PASS ' "$WORK/results.txt" || return 0
+	mkdir -p "$dir"
+	{
+		awk 'NR > 1 {
+			r = $3 == "PASS" ? "OK" : ($3 == "SKIP" ? "SKIP" : "FAIL")
+			name = $1 "/" $2
+			if ($4 ~ /^\[/) name = name " " $4 " " $5
+			gsub(/["\\]/, "", name)
+			printf "{\"name\": \"%s\", \"result\": \"%s\"}\n", name, r
+		}' "$WORK/results.txt"
+		if [ -n "$DIFF_RESULT" ]; then
+			printf '{"name": "%s/differential-check", "result": "%s"}\n' "$ARCH" "$DIFF_RESULT"
+		fi
+	} > "$dir/testlog.json"
+	log "wrote $dir/testlog.json ($(wc -l < "$dir/testlog.json") results)"
+}
+if [ -n "${MEMFAULT_NESTED_DIR:-}" ]; then
+	write_testlog
 fi
 
 log "boots $BOOT_WALL s, total $(elapsed "$T_START") s, exit $RC"
