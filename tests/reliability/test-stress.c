@@ -35,8 +35,8 @@
 
 #include <linux/kvm.h>
 
-#include "kvmsim.h"
-#include "memfault/memfault.h"
+#include "sim-env.h"
+#include "test-common.h"
 
 #define KICKERS 3
 
@@ -64,51 +64,9 @@
 #ifndef STORM_PACE_US
 #define STORM_PACE_US 0
 #endif
-#define RAM_GPA 0x20000000ull
-#define GMEM_GPA 0x30000000ull
 
 static bool soak;
 static unsigned long nr_kicks, nr_exits;
-
-struct env {
-	int kvm_fd, vm_fd, vcpu_fd;
-	struct memfault_vm *vm;
-	struct memfault_vcpu *vcpu;
-	struct kvm_run *run;
-	uint64_t page;
-};
-
-static void
-env_open(struct env *e, uint32_t arch, uint32_t level)
-{
-	struct kvmsim_config cfg = { arch, level,
-				     kvmsim_default_quirks(arch, level) };
-	MEMFAULT_OPTS(memfault_vm_opts, o, .arch = arch);
-
-	memset(e, 0, sizeof(*e));
-	e->page = (uint64_t)sysconf(_SC_PAGESIZE);
-	ck_assert_int_eq(kvmsim_reset(&cfg), 0);
-	e->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	ck_assert_int_ge(e->kvm_fd, 0);
-	e->vm_fd = ioctl(e->kvm_fd, KVM_CREATE_VM, 0);
-	ck_assert_int_ge(e->vm_fd, 0);
-	e->vcpu_fd = ioctl(e->vm_fd, KVM_CREATE_VCPU, 0);
-	ck_assert_int_ge(e->vcpu_fd, 0);
-	ck_assert_int_eq(memfault_vm_new(e->vm_fd, &o, &e->vm), 0);
-	ck_assert_int_eq(memfault_vcpu_new(e->vm, e->vcpu_fd, NULL, &e->vcpu),
-			 0);
-	ck_assert_int_eq(memfault_vcpu_get_run(e->vcpu, &e->run), 0);
-}
-
-static void
-env_close(struct env *e)
-{
-	memfault_vcpu_free(e->vcpu);
-	memfault_vm_free(e->vm);
-	close(e->vcpu_fd);
-	close(e->vm_fd);
-	close(e->kvm_fd);
-}
 
 static double
 now(void)
@@ -122,7 +80,7 @@ now(void)
 /* ---- kicks ---- */
 
 struct kick_state {
-	struct env *e;
+	struct sim_env *e;
 	unsigned long acks;  /* atomic: INTERRUPTED returns */
 	unsigned long kicks; /* atomic: kicks made */
 	int stop;            /* atomic */
@@ -233,10 +191,10 @@ run_kicks(uint32_t arch, bool storm)
 	struct kick_state ks;
 	struct sigaction sa;
 	pthread_t v, k[KICKERS], s;
-	struct env e;
+	struct sim_env e;
 	double t0;
 
-	env_open(&e, arch, KVMSIM_LEVEL_7_2);
+	sim_env_open(&e, arch, KVMSIM_LEVEL_7_2);
 	ck_assert_int_eq(kvmsim_vcpu_set_script_text(e.vcpu_fd, "spin"), 0);
 	memset(&ks, 0, sizeof(ks));
 	ks.e = &e;
@@ -288,7 +246,7 @@ run_kicks(uint32_t arch, bool storm)
 		signal(SIGUSR1, SIG_IGN);
 		signal(SIGUSR2, SIG_IGN);
 	}
-	env_close(&e);
+	sim_env_close(&e);
 }
 
 START_TEST(kicks_from_threads)
@@ -304,21 +262,6 @@ START_TEST(kicks_in_signal_storm)
 END_TEST
 
 /* ---- exits with flat memory ---- */
-
-static long
-rss_kib(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long v = -1;
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld", &v) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return v;
-}
 
 static long
 open_fds(void)
@@ -364,12 +307,12 @@ START_TEST(exits_flat)
 	long rss0 = 0, rss1, fds0 = 0, fds1;
 	struct memfault_vcpu_stats st;
 	char script[128];
-	struct env e;
+	struct sim_env e;
 	void *ram, *gram;
 	int gmem;
 	double t0 = now();
 
-	env_open(&e, _i ? KVMSIM_ARM64 : KVMSIM_X86_64, KVMSIM_LEVEL_7_2_UF);
+	sim_env_open(&e, _i ? KVMSIM_ARM64 : KVMSIM_X86_64, KVMSIM_LEVEL_7_2_UF);
 	ck_assert_int_eq(memfault_vm_set_handlers(e.vm, &h), 0);
 	/* guest_memfd page whose faults are injected (memory-fault exits) */
 	g.size = 4 * e.page;
@@ -447,7 +390,7 @@ START_TEST(exits_flat)
 	munmap(ram, 4 * e.page);
 	munmap(gram, g.size);
 	close(gmem);
-	env_close(&e);
+	sim_env_close(&e);
 }
 END_TEST
 

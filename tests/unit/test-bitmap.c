@@ -513,21 +513,6 @@ START_TEST(reader_checker)
 }
 END_TEST
 
-static long
-rss_kib(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long v = -1;
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld", &v) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return v;
-}
-
 START_TEST(one_tib_region)
 {
 	const uint64_t size = 1ull << 40;

@@ -4,6 +4,7 @@
 #define MEMFAULT_TEST_COMMON_H
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* Run every suite of @s and return a process exit code meson understands. */
@@ -20,5 +21,21 @@ test_run_suite(Suite *s)
 }
 
 #define ADD_TEST(tc, fn) tcase_add_test((tc), fn)
+
+/* The process's resident set in KiB (VmRSS), or -1. */
+static inline long
+rss_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long v = -1;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld", &v) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return v;
+}
 
 #endif
