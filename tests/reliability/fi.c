@@ -423,6 +423,8 @@ eventfd(unsigned int v, int flags)
 	return NEXT("eventfd", int (*)(unsigned int, int))(v, flags);
 }
 
+/* fcntl64() and fcntl() stay two full copies: FROM_LIB() reads the return
+ * address of the wrapper itself, which a shared helper would hide. */
 EXPORT int
 fcntl64(int fd, int cmd, ...)
 {
