@@ -82,15 +82,6 @@ is_errno(int r)
 	return r < 0 && r > -4096;
 }
 
-#define CHECK(cond)                                                           \
-	do {                                                                  \
-		if (!(cond)) {                                                \
-			fprintf(stderr, "%s:%d: check failed: %s\n",          \
-				__FILE__, __LINE__, #cond);                   \
-			abort();                                              \
-		}                                                             \
-	} while (0)
-
 /* ---- guarded output buffers ---- */
 
 static unsigned char outbuf[512 + GUARD];

@@ -30,15 +30,6 @@
 #define BPL (8 * sizeof(unsigned long))
 #define NOT_WRITTEN 0x5a5a5a5a5a5a5a5aull
 
-#define CHECK(cond)                                                           \
-	do {                                                                  \
-		if (!(cond)) {                                                \
-			fprintf(stderr, "%s:%d: check failed: %s\n",          \
-				__FILE__, __LINE__, #cond);                   \
-			abort();                                              \
-		}                                                             \
-	} while (0)
-
 static struct memfault_vm *vm;
 static uint64_t page;
 static bool missing[MAX_PAGES], busy[MAX_PAGES];

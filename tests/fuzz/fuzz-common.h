@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* Helpers shared by the libFuzzer targets: an input reader and fd checks. */
+/* Helpers shared by the libFuzzer targets: CHECK, an input reader and fd
+ * checks. */
 #ifndef MEMFAULT_FUZZ_COMMON_H
 #define MEMFAULT_FUZZ_COMMON_H
 
 #include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,6 +16,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 /* Mappings made and not unmapped since start-up (fuzz-mmap.c). */
 long fuzz_live_maps(void);
+
+/* A finding: say which check, then abort() so that libFuzzer keeps the
+ * input as a crash. */
+#define CHECK(cond)                                                           \
+	do {                                                                  \
+		if (!(cond)) {                                                \
+			fprintf(stderr, "%s:%d: check failed: %s\n",          \
+				__FILE__, __LINE__, #cond);                   \
+			abort();                                              \
+		}                                                             \
+	} while (0)
 
 /* Reads the input front to back; past the end every read is 0. */
 struct reader {
