@@ -18,34 +18,11 @@
 
 #include <linux/kvm.h>
 
+#include "bench-stats.h"
 #include "kvmsim.h"
 #include "memfault/memfault.h"
 
 #define TRIALS 15
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return v[n / 2];
-}
 
 static volatile uint64_t sink;
 static struct memfault_vm *vm;

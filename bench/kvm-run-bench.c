@@ -40,6 +40,7 @@
 
 #include <linux/kvm.h>
 
+#include "bench-stats.h"
 #include "memfault/memfault.h"
 
 #define SLOT0_SIZE 0x10000ull
@@ -95,48 +96,6 @@ struct vm {
 };
 
 static volatile uint64_t sink;
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/*
- * A distribution-free 95% confidence interval of the median of the sorted
- * v[0..n): the order statistics n/2 -+ 0.98 sqrt(n).
- */
-static void
-median_ci(const double *sorted, int n, double *lo, double *hi)
-{
-	double r = 0;
-	int l, h;
-
-	while ((r + 1) * (r + 1) <= n)
-		r++;
-	l = (int)(n / 2.0 - 0.98 * r);
-	h = (int)(n / 2.0 + 0.98 * r + 0.999);
-	*lo = sorted[l < 0 ? 0 : l];
-	*hi = sorted[h > n - 1 ? n - 1 : h];
-}
 
 static int
 set_entry(struct vm *v, uint64_t entry)

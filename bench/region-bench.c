@@ -30,35 +30,12 @@
 
 #include <linux/kvm.h>
 
+#include "bench-stats.h"
 #include "kvmsim.h"
 #include "memfault/memfault.h"
 
 static struct memfault_vm *vm;
 static uint64_t page_size;
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double
-median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 /* Anonymous resident memory of this process, in bytes. */
 static double

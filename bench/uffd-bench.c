@@ -49,6 +49,7 @@
 #include <linux/kvm.h>
 #include <linux/userfaultfd.h>
 
+#include "bench-stats.h"
 #include "kvmsim.h"
 #include "memfault/memfault.h"
 
@@ -364,19 +365,6 @@ pct(const uint64_t *sorted, size_t n, unsigned int p)
 	size_t i = (n * p + 99) / 100;
 
 	return sorted[i ? i - 1 : 0];
-}
-
-static double
-median(double *v, int n)
-{
-	for (int i = 1; i < n; i++)
-		for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
-			double t = v[j];
-
-			v[j] = v[j - 1];
-			v[j - 1] = t;
-		}
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static int
