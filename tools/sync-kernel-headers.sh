@@ -11,6 +11,8 @@
 #                                           # (a dpkg-deb -x root, or a usr/include)
 #
 # Environment:
+#   MEMFAULT_MIRROR Debian archive to use; default: the one the system's own
+#                   apt configuration uses (tools/debian-mirror.sh)
 #   EXPECT_SERIES   kernel series the package must belong to (default 7.2);
 #                   set it to the empty string to accept any version.
 #
@@ -30,7 +32,6 @@
 
 set -euo pipefail
 
-readonly SUITE_LINE='deb [arch=amd64,arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main'
 readonly SEEDS=(linux/kvm.h linux/userfaultfd.h asm/kvm.h)
 # triplet:destination-directory-under-lib/uapi
 readonly ARCHES=(x86_64-linux-gnu:asm-x86 aarch64-linux-gnu:asm-arm64)
@@ -62,7 +63,12 @@ trap 'rm -rf -- "$work"' EXIT
 download() {
 	local d="$work/apt"
 	mkdir -p "$d/lists/partial" "$d/cache/archives/partial" "$work/debs"
-	printf '%s\n' "$SUITE_LINE" >"$d/sources.list"
+	local mirror
+	# The machine's own mirror: no registry host is named here.
+	mirror=$("$root/tools/debian-mirror.sh") ||
+		die "no Debian mirror in the system's apt configuration (set MEMFAULT_MIRROR)"
+	printf 'deb [arch=amd64,arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s sid main\n' \
+		"$mirror" >"$d/sources.list"
 	local -a opts=(
 		-o "Dir::Etc::SourceList=$d/sources.list"
 		-o Dir::Etc::SourceParts=/dev/null

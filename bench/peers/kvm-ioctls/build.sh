@@ -16,13 +16,13 @@
 # Exit status: 0 built; 77 cannot be built here (no cargo/rustc >= 1.85, the
 # mirror unreachable, a package gone from sid): the caller skips the peer.
 #
-# Environment: MEMFAULT_MIRROR (default http://deb.debian.org/debian),
+# Environment: MEMFAULT_MIRROR (default: the mirror of the system's own apt
+# configuration, tools/debian-mirror.sh),
 # APT_UPDATE=0 to reuse an index younger than a day, CARGO (default cargo).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 work=${1:?usage: build.sh CACHEDIR}
-mirror=${MEMFAULT_MIRROR:-http://deb.debian.org/debian}
 cargo=${CARGO:-cargo}
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 
@@ -30,6 +30,10 @@ skip() {
 	echo "kvm-ioctls peer: SKIP: $*" >&2
 	exit 77
 }
+
+# The machine's own mirror: no registry host is named in the repository.
+mirror=$("$here/../../../tools/debian-mirror.sh") ||
+	skip "no Debian mirror in the system's apt configuration (set MEMFAULT_MIRROR)"
 
 # Debian package=version pairs in sid (kvm-ioctls.md, "Packages").
 pkgs=(
