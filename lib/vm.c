@@ -1,17 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "memfault-private.h"
 #include "kvm-userfault-proposed.h"
-
-/* 64 GiB - 2 MiB: below every arm64 IPA limit (40 bits by default) and far
- * above the low memory VMMs lay out first. */
-#define DEFAULT_PROBE_GPA ((64ull << 30) - (2ull << 20))
 
 static int
 check_extension(int fd, long cap)
@@ -61,11 +59,14 @@ set_region2(int vm_fd, uint32_t slot, uint32_t flags, uint64_t gpa,
 /*
  * Whether the kernel accepts KVM_MEM_USERFAULT: no capability number can be
  * trusted (236, 239, 240, 243 and 245 were all proposed and all are merged
- * capabilities now), so ask the memslot code itself. A control call
- * without the flag tells "flag rejected" apart from "slot unusable".
+ * capabilities now; a kernel carrying the series on 7.2 answers 1 for 245
+ * on arm64, where it is KVM_CAP_ARM_SEA_TO_USER), so ask the memslot code
+ * itself. A control call without the flag tells "flag rejected" apart from
+ * "slot unusable". @vm_fd is a throw-away VM of our own: a slot created in
+ * the caller's VM could overlap its RAM and races with its memslot changes.
  */
 static int
-probe_userfault(int vm_fd, uint32_t slot, uint64_t gpa, bool *supported)
+probe_userfault(int vm_fd, bool *supported)
 {
 	uint64_t ps = memfault_page_size;
 	unsigned long bitmap = 0;
@@ -77,25 +78,114 @@ probe_userfault(int vm_fd, uint32_t slot, uint64_t gpa, bool *supported)
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (page == MAP_FAILED)
 		return -errno;
-	r = set_region2(vm_fd, slot, KVM_MEM_USERFAULT, gpa, ps, page, &bitmap);
-	if (r == 0) {
-		*supported = true;
-	} else if (r == -EINVAL) {
-		r = set_region2(vm_fd, slot, 0, gpa, ps, page, NULL);
-	}
+	r = set_region2(vm_fd, 0, KVM_MEM_USERFAULT, 0, ps, page, &bitmap);
 	if (r == 0)
-		(void)set_region2(vm_fd, slot, 0, gpa, 0, NULL, NULL);
+		*supported = true;
+	else if (r == -EINVAL)
+		r = set_region2(vm_fd, 0, 0, 0, ps, page, NULL);
+	/* No need to delete the slot: closing the VM destroys it, and KVM
+	 * holds no reference on the page (the guest never ran). */
 	munmap(page, ps);
+	return r;
+}
+
+/* x86 KVM_X86_SW_PROTECTED_VM; the arm64 build's uapi headers lack it. */
+#define PROBE_X86_SW_PROTECTED_VM 1ul
+
+/*
+ * The VM type to probe with: the caller's if it can be told from its
+ * capabilities. There is no ioctl that returns a VM's type. On x86 a VM
+ * with private memory reports KVM_MEMORY_ATTRIBUTE_PRIVATE on its fd; of
+ * those types only KVM_X86_SW_PROTECTED_VM can be created without
+ * confidential-computing hardware, and memslot flags are checked by
+ * generic code (check_memory_region_flags()) the same way for all of them.
+ * arm64's type only encodes the IPA size, which memslot flags ignore.
+ */
+static unsigned long
+probe_vm_type(int vm_fd, const struct memfault_features *f)
+{
+	/* x86 answers KVM_CAP_VM_TYPES on a VM fd as on /dev/kvm. */
+	if (f->arch == MEMFAULT_ARCH_X86_64 &&
+	    (f->memory_attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) &&
+	    (check_extension(vm_fd, KVM_CAP_VM_TYPES) &
+	     (1 << PROBE_X86_SW_PROTECTED_VM)))
+		return PROBE_X86_SW_PROTECTED_VM;
+	return 0;
+}
+
+/*
+ * The last clear answer, so that a process creating many VMs probes once:
+ * keyed by the inode of the caller's VM fd (every KVM VM fd of a kernel
+ * shares the "kvm-vm" anonymous inode, so all of them hit; an fd that is
+ * not a real KVM VM, such as a simulator's, has its own and always
+ * misses) and the probe's VM type. Only answers are cached, never errors.
+ */
+static struct {
+	pthread_mutex_t lock;
+	bool valid, supported;
+	dev_t dev;
+	ino_t ino;
+	unsigned long type;
+} uf_cache = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* Probe KVM Userfault in a VM of our own; 0 or a negative errno. */
+static int
+probe_userfault_scratch(int caller_vm_fd, int kvm_fd,
+			const struct memfault_features *f, bool *supported)
+{
+	unsigned long type;
+	struct stat st;
+	int fd = kvm_fd, vm_fd, r;
+	bool keyed;
+
+	*supported = false;
+	type = probe_vm_type(caller_vm_fd, f);
+	keyed = fstat(caller_vm_fd, &st) == 0;
+	if (keyed) {
+		pthread_mutex_lock(&uf_cache.lock);
+		if (uf_cache.valid && uf_cache.dev == st.st_dev &&
+		    uf_cache.ino == st.st_ino && uf_cache.type == type) {
+			*supported = uf_cache.supported;
+			pthread_mutex_unlock(&uf_cache.lock);
+			return 0;
+		}
+		pthread_mutex_unlock(&uf_cache.lock);
+	}
+	if (fd <= 0) {
+		fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			return errno == ENOENT ? -ENODEV : -errno;
+	}
+	vm_fd = ioctl(fd, KVM_CREATE_VM, type);
+	if (vm_fd < 0 && type != 0)
+		vm_fd = ioctl(fd, KVM_CREATE_VM, 0ul);
+	if (vm_fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = probe_userfault(vm_fd, supported);
+	close(vm_fd);
+	if (r == 0 && keyed) {
+		pthread_mutex_lock(&uf_cache.lock);
+		uf_cache.valid = true;
+		uf_cache.supported = *supported;
+		uf_cache.dev = st.st_dev;
+		uf_cache.ino = st.st_ino;
+		uf_cache.type = type;
+		pthread_mutex_unlock(&uf_cache.lock);
+	}
+out:
+	if (fd != kvm_fd)
+		close(fd);
 	return r;
 }
 
 static void
 probe_features(struct memfault_vm *vm, const struct memfault_arch_info *ai,
-	       uint64_t vm_flags, uint32_t probe_slot, uint64_t probe_gpa)
+	       uint64_t vm_flags, int kvm_fd)
 {
 	struct memfault_features *f = &vm->features;
 	int fd = vm->fd;
-	int r;
 
 	memset(f, 0, sizeof(*f));
 	f->arch = vm->arch;
@@ -129,16 +219,8 @@ probe_features(struct memfault_vm *vm, const struct memfault_arch_info *ai,
 	} else {
 		bool ok;
 
-		if (!probe_slot) {
-			r = check_extension(fd, KVM_CAP_NR_MEMSLOTS);
-			probe_slot = r > 0 ? (uint32_t)r - 1 : 0;
-		}
-		if (!probe_slot) {
-			f->userfault_probe_error = -ENOSPC;
-			return;
-		}
-		r = probe_userfault(fd, probe_slot, probe_gpa, &ok);
-		f->userfault_probe_error = r;
+		f->userfault_probe_error =
+			probe_userfault_scratch(fd, kvm_fd, f, &ok);
 		if (ok)
 			f->flags |= MEMFAULT_FEATURE_KVM_USERFAULT;
 	}
@@ -152,14 +234,17 @@ memfault_vm_new(int vm_fd, const struct memfault_vm_opts *opts,
 	struct memfault_vm *vm;
 	uint64_t flags, probe_gpa;
 	uint32_t arch;
+	int kvm_fd;
 
 	if (!ret_vm || !OPTS_VALID(opts, memfault_vm_opts))
 		return -EINVAL;
 	flags = OPTS_GET(opts, memfault_vm_opts, flags, 0);
 	arch = OPTS_GET(opts, memfault_vm_opts, arch, MEMFAULT_ARCH_HOST);
+	/* probe_gpa and probe_slot are unused since the probe moved to a VM
+	 * of its own; probe_gpa is still checked as before, so that a call
+	 * that failed keeps failing. */
 	probe_gpa = OPTS_GET(opts, memfault_vm_opts, probe_gpa, 0);
-	if (!probe_gpa)
-		probe_gpa = DEFAULT_PROBE_GPA;
+	kvm_fd = OPTS_GET(opts, memfault_vm_opts, kvm_fd, -1);
 	if (flags & ~(uint64_t)(MEMFAULT_VM_OWN_FD |
 				MEMFAULT_VM_NO_USERFAULT_PROBE))
 		return -EINVAL;
@@ -191,11 +276,8 @@ memfault_vm_new(int vm_fd, const struct memfault_vm_opts *opts,
 	vm->handlers.sz = sizeof(vm->handlers);
 	vm->handlers.max_repeats = 16;
 	vm->arch = arch == MEMFAULT_ARCH_HOST ? memfault_arch_host() : arch;
-	vm->mmap_size = read_mmap_size(OPTS_GET(opts, memfault_vm_opts,
-						 kvm_fd, -1));
-	probe_features(vm, ai, flags,
-		       OPTS_GET(opts, memfault_vm_opts, probe_slot, 0),
-		       probe_gpa);
+	vm->mmap_size = read_mmap_size(kvm_fd);
+	probe_features(vm, ai, flags, kvm_fd);
 	*ret_vm = vm;
 	return 0;
 }
