@@ -31,6 +31,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,8 @@ extern void __libc_free(void *);
 /* ---- who is calling ---- */
 
 static uintptr_t lib_lo, lib_hi;
+/* FI_TRACE=1: each counted call on stderr, numbered as fi_arm() counts */
+static bool trace;
 
 static int
 find_lib(struct dl_phdr_info *info, size_t size, void *data)
@@ -77,7 +80,10 @@ find_lib(struct dl_phdr_info *info, size_t size, void *data)
 __attribute__((constructor)) static void
 fi_init(void)
 {
+	const char *t = getenv("FI_TRACE");
+
 	dl_iterate_phdr(find_lib, NULL);
+	trace = t && *t == '1';
 }
 
 bool
@@ -137,6 +143,8 @@ should_fail(unsigned cls, const char *name)
 	pthread_mutex_lock(&knob);
 	if (armed && (arm_classes & cls)) {
 		counted++;
+		if (trace)
+			fprintf(stderr, "fi: call %u: %s\n", counted, name);
 		if (counted == arm_n) {
 			fail = true;
 			failed_call = name;
