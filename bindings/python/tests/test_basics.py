@@ -19,7 +19,7 @@ def test_error_is_an_oserror_with_errno():
 
 
 def test_version_and_library():
-    assert memfault.version() == (0, 1)
+    assert memfault.version() == (0, 2)
     assert "libmemfault" in memfault.library_path()
 
 
@@ -55,8 +55,30 @@ def test_classify_synthetic_exits():
     with pytest.raises(memfault.MemfaultError) as e:
         memfault.classify_exit(run, -1, errno.EFAULT)
     assert e.value.errno == errno.EFAULT
-    with pytest.raises(memfault.MemfaultError):
+    with pytest.raises(memfault.MemfaultError) as e:
         memfault.classify_exit(run, 5, 0)
+    assert e.value.errno == errno.EPROTO
+    with pytest.raises(memfault.MemfaultError) as e:
+        memfault.classify_exit(run, -1, 0)
+    assert e.value.errno == errno.EPROTO
+
+
+def test_prepare_exit_drops_a_stale_fault():
+    run = memfault.KvmRunBuffer()
+    run.exit_reason = memfault.ExitReason.MEMORY_FAULT
+    run.set_memory_fault(0, 0x3000_0000, 0x1000)
+    # without it, an early EIO reads as a fresh fault
+    assert isinstance(memfault.classify_exit(run, -1, errno.EIO), memfault.ExitMemoryFault)
+    memfault.prepare_exit(run, memfault.Arch.HOST)
+    with pytest.raises(memfault.MemfaultError) as e:
+        memfault.classify_exit(run, -1, errno.EIO)
+    assert e.value.errno == errno.EIO
+    run.exit_reason = memfault.ExitReason.MMIO
+    memfault.prepare_exit(run, memfault.Arch.ARM64)
+    assert run.exit_reason == memfault.ExitReason.MMIO
+    with pytest.raises(memfault.MemfaultError) as e:
+        memfault.prepare_exit(run, 77)
+    assert e.value.errno == errno.EINVAL
 
 
 def test_kvm_run_views():

@@ -25,5 +25,8 @@ main(void)
 	if (opts.sz != sizeof(opts) ||
 	    memfault_vm_new(-1, &opts, NULL) != -EINVAL)
 		return 1;
+	/* a MEMFAULT_0.2 symbol: the installed library has the new node */
+	if (memfault_exit_prepare(NULL, MEMFAULT_ARCH_HOST) != -EINVAL)
+		return 1;
 	return 0;
 }

@@ -64,6 +64,7 @@ from ._core import (
     arch_reads_back_exit,
     classify_exit,
     page_size,
+    prepare_exit,
     version,
 )
 from ._ffi import library_path
@@ -74,5 +75,6 @@ __all__ = [
     "GuestMemory", "HandlerError", "Handlers", "Io", "KvmRun", "KvmRunBuffer",
     "MemfaultError", "Mmio", "Origin", "PageIn", "Region", "RegionInfo", "RegionRef",
     "Uffd", "UffdMode", "UffdStats", "Vcpu", "VcpuRef", "VcpuStats", "Verdict", "Vm",
-    "arch_reads_back_exit", "classify_exit", "library_path", "page_size", "version",
+    "arch_reads_back_exit", "classify_exit", "library_path", "page_size", "prepare_exit",
+    "version",
 ]

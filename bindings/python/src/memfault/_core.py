@@ -458,8 +458,16 @@ def _decode(r: int, run: Callable[[], int], fault: Callable[[], Fault]) -> Exit:
     raise MemfaultError(_errno.EPROTO, "memfault_vcpu_run")
 
 
+def prepare_exit(run: KvmRun, arch: Arch) -> None:
+    """memfault_exit_prepare(): get a kvm_run ready for a KVM_RUN the VMM makes
+    itself, as Vcpu.run() does; call it before each KVM_RUN whose result goes
+    to classify_exit() (a leftover memory fault would read as a fresh one)."""
+    _check(lib.memfault_exit_prepare(run.address, int(arch)), "memfault_exit_prepare")
+
+
 def classify_exit(run: KvmRun, ioctl_ret: int, err: int) -> Exit:
-    """memfault_exit_classify(): classify a KVM_RUN result the VMM got itself."""
+    """memfault_exit_classify(): classify a KVM_RUN result the VMM got itself
+    (after prepare_exit()); a result that is not one raises EPROTO."""
     f = _ffi.Fault()
     r = _check(lib.memfault_exit_classify(run.address, ioctl_ret, err, ctypes.byref(f),
                                           ctypes.sizeof(f)), "memfault_exit_classify")

@@ -307,6 +307,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "memfault_vcpu_kick": (c_int, [_P]),
     "memfault_vcpu_get_fault": (c_int, [_P, POINTER(Fault), c_size_t]),
     "memfault_vcpu_get_stats": (c_int, [_P, POINTER(VcpuStats), c_size_t]),
+    "memfault_exit_prepare": (c_int, [_P, c_uint32]),
     "memfault_exit_classify": (c_int, [_P, c_int, c_int, POINTER(Fault), c_size_t]),
     "memfault_region_new": (
         c_int,

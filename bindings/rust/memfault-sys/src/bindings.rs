@@ -682,6 +682,9 @@ extern "C" {
     ) -> ::core::ffi::c_int;
 }
 extern "C" {
+    pub fn memfault_exit_prepare(run: *mut kvm_run, arch: u32) -> ::core::ffi::c_int;
+}
+extern "C" {
     pub fn memfault_exit_classify(
         run: *const kvm_run,
         ioctl_ret: ::core::ffi::c_int,

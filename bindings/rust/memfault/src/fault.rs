@@ -8,6 +8,7 @@ use memfault_sys as sys;
 
 use crate::errno::{Errno, Result};
 use crate::kvm_run::KvmRun;
+use crate::vm::Arch;
 
 /// `memfault_fault::flags`: what the library decoded (several may be set).
 ///
@@ -212,11 +213,42 @@ impl Exit {
     }
 }
 
+/// Get a `kvm_run` ready for a `KVM_RUN` the VMM makes itself, as
+/// [`crate::Vcpu::run`] does before entry (`memfault_exit_prepare()`).
+///
+/// Call it before each `KVM_RUN` whose result goes to [`classify_exit`]: a
+/// `KVM_RUN` that fails before the kernel writes an exit (`EINVAL`, `EIO`)
+/// leaves the previous `exit_reason`, and a memory fault left there would
+/// read as a fresh one. Only that value is reset; `exit_reason`s the kernel
+/// reads back on entry (arm64 MMIO) are kept.
+///
+/// ```
+/// use memfault::{classify_exit, exit_reason, prepare_exit, Arch, Errno, KvmRunBuffer};
+///
+/// let mut buf = KvmRunBuffer::new();
+/// let mut run = buf.view();
+/// run.set_exit_reason(exit_reason::MEMORY_FAULT);
+/// run.set_memory_fault(0, 0x2000_0000, 0x1000);
+/// prepare_exit(&mut run, Arch::X86_64)?;
+/// // KVM_RUN fails with EIO before writing an exit: not a memory fault
+/// assert_eq!(classify_exit(&run, -1, Errno::EIO.get()), Err(Errno::EIO));
+/// run.set_exit_reason(exit_reason::MMIO);
+/// prepare_exit(&mut run, Arch::Arm64)?;
+/// assert_eq!(run.exit_reason(), exit_reason::MMIO);
+/// # Ok::<(), Errno>(())
+/// ```
+pub fn prepare_exit(run: &mut KvmRun<'_>, arch: Arch) -> Result<()> {
+    // SAFETY: `run` points to a live, aligned kvm_run of at least
+    // KVM_RUN_SIZE bytes (KvmRun's invariant), borrowed mutably.
+    crate::errno::check0(unsafe { sys::memfault_exit_prepare(run.as_ptr(), arch.to_raw()) })
+}
+
 /// Classify a `KVM_RUN` result the VMM obtained itself, as [`crate::Vcpu::run`]
 /// does (`memfault_exit_classify()`).
 ///
 /// `ioctl_ret` is what `ioctl(KVM_RUN)` returned (0 or -1) and `err` the
-/// `errno` read right after it.
+/// `errno` read right after it; anything else is `Err(Errno::EPROTO)`.
+/// Call [`prepare_exit`] before each such `KVM_RUN`.
 ///
 /// ```
 /// use memfault::{classify_exit, exit_reason, Errno, Exit, KvmRunBuffer, Origin};
@@ -233,7 +265,8 @@ impl Exit {
 /// run.set_exit_reason(exit_reason::MMIO);
 /// assert_eq!(classify_exit(&run, 0, 0)?, Exit::Vmm(exit_reason::MMIO));
 /// assert_eq!(classify_exit(&run, -1, Errno::EINTR.get())?, Exit::Interrupted);
-/// assert_eq!(classify_exit(&run, 7, 0), Err(Errno::EINVAL));
+/// assert_eq!(classify_exit(&run, 7, 0), Err(Errno::EPROTO));
+/// assert_eq!(classify_exit(&run, -1, 0), Err(Errno::EPROTO));
 /// # Ok::<(), Errno>(())
 /// ```
 pub fn classify_exit(run: &KvmRun<'_>, ioctl_ret: i32, err: i32) -> Result<Exit> {

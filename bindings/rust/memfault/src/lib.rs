@@ -86,7 +86,7 @@ mod vcpu;
 mod vm;
 
 pub use errno::{Errno, Result};
-pub use fault::{classify_exit, Exit, Fault, FaultFlags, Origin};
+pub use fault::{classify_exit, prepare_exit, Exit, Fault, FaultFlags, Origin};
 pub use handlers::{Discard, HandlerResult, Handlers, PageIn, Verdict};
 pub use kvm_run::{exit_reason, offsets as kvm_run_offsets, Io, IoDirection, KvmRun, KvmRunBuffer, Mmio, KVM_RUN_SIZE};
 pub use memory::{page_size, GuestMemory};
