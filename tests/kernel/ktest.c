@@ -332,6 +332,45 @@ kt_region_gmem(struct kt_vm *v, uint64_t gmem_flags, uint8_t pattern)
 		      strerror(-r));
 }
 
+void
+kt_region_flags(struct kt_vm *v, uint64_t size, uint64_t flags,
+		uint64_t gmem_flags, uint8_t pattern)
+{
+	struct kvm_create_guest_memfd cg;
+	void *hva;
+	int r;
+
+	ck_assert_uint_le(size, KT_PAGES_SIZE);
+	v->test_size = size;
+	if (flags & MEMFAULT_REGION_GUEST_MEMFD) {
+		ck_assert_uint_eq(size, KT_TEST_SIZE);
+		memset(&cg, 0, sizeof(cg));
+		cg.size = size;
+		cg.flags = gmem_flags;
+		v->gmem_fd = ioctl(v->vm_fd, KVM_CREATE_GUEST_MEMFD, &cg);
+		ck_assert_msg(v->gmem_fd >= 0, "KVM_CREATE_GUEST_MEMFD(%#llx): %s",
+			      (unsigned long long)gmem_flags, strerror(errno));
+	}
+	if (gmem_flags & GUEST_MEMFD_FLAG_MMAP) {
+		v->gmem_map = mmap(NULL, size, PROT_READ | PROT_WRITE,
+				   MAP_SHARED, v->gmem_fd, 0);
+		ck_assert_msg(v->gmem_map != MAP_FAILED,
+			      "mmap(guest_memfd): %s", strerror(errno));
+		memset(v->gmem_map, pattern, size);
+		hva = v->gmem_map;
+	} else {
+		v->test = anon(size);
+		memset(v->test, pattern, size);
+		hva = v->test;
+	}
+	MEMFAULT_OPTS(memfault_region_opts, opts, .flags = flags,
+		      .guest_memfd = v->gmem_fd);
+	r = memfault_region_new(v->mvm, 1, KT_TEST_GPA, size, hva, &opts,
+				&v->region);
+	ck_assert_msg(r == 0, "memfault_region_new(%#llx): %s",
+		      (unsigned long long)flags, strerror(-r));
+}
+
 int
 kt_region_replace(struct kt_vm *v, uint8_t pattern)
 {
@@ -438,6 +477,37 @@ kt_vcpu_create(struct kt_vm *v, uint64_t entry)
 }
 
 void
+kt_vcpu_entry(struct kt_vm *v, int vcpu_fd, uint64_t entry)
+{
+	int fd = v->vcpu_fd;
+
+	/* arm64 completes an MMIO access left pending by the last exit on
+	 * the next KVM_RUN (pc + 4, skipping the new entry's first
+	 * instruction) only while exit_reason still says KVM_EXIT_MMIO
+	 * (kvm_arch_vcpu_ioctl_run()): drop it. x86 resets its state. */
+	if (vcpu_fd == v->vcpu_fd && v->run)
+		v->run->exit_reason = KVM_EXIT_UNKNOWN;
+	/* set_entry() works on v->vcpu_fd */
+	v->vcpu_fd = vcpu_fd;
+	set_entry(v, entry);
+	v->vcpu_fd = fd;
+}
+
+void
+kt_vcpu_add(struct kt_vm *v, uint32_t id, uint64_t entry, int *ret_fd,
+	    struct memfault_vcpu **ret_vcpu)
+{
+	int fd, r;
+
+	fd = ioctl(v->vm_fd, KVM_CREATE_VCPU, (unsigned long)id);
+	ck_assert_msg(fd >= 0, "KVM_CREATE_VCPU(%u): %s", id, strerror(errno));
+	kt_vcpu_entry(v, fd, entry);
+	r = memfault_vcpu_new(v->mvm, fd, NULL, ret_vcpu);
+	ck_assert_msg(r == 0, "memfault_vcpu_new: %s", strerror(-r));
+	*ret_fd = fd;
+}
+
+void
 kt_vm_destroy(struct kt_vm *v)
 {
 	/* the region deletes its memslot: before the VM fd goes */
@@ -447,13 +517,13 @@ kt_vm_destroy(struct kt_vm *v)
 	if (v->vcpu_fd >= 0)
 		close(v->vcpu_fd);
 	if (v->gmem_map)
-		munmap(v->gmem_map, KT_TEST_SIZE);
+		munmap(v->gmem_map, v->test_size ? v->test_size : KT_TEST_SIZE);
 	if (v->gmem_fd >= 0)
 		close(v->gmem_fd);
 	if (v->vm_fd >= 0)
 		close(v->vm_fd);
 	if (v->test)
-		munmap(v->test, KT_TEST_SIZE);
+		munmap(v->test, v->test_size ? v->test_size : KT_TEST_SIZE);
 	if (v->repl)
 		munmap(v->repl, KT_TEST_SIZE);
 	if (v->mem0)

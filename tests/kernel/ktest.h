@@ -110,6 +110,7 @@ struct kt_vm {
 	int vcpu_fd;
 	void *mem0;
 	void *test; /* normal test slot memory, or NULL */
+	size_t test_size; /* its size, if not KT_TEST_SIZE */
 	int gmem_fd;
 	void *gmem_map;
 	struct memfault_vm *mvm;
@@ -143,6 +144,12 @@ void kt_region_normal(struct kt_vm *v, uint8_t pattern);
  * mapping is then the slot's hva), else an anonymous hva as in
  * kt_vm_gmem_slot(). */
 void kt_region_gmem(struct kt_vm *v, uint64_t gmem_flags, uint8_t pattern);
+/* Slot 1 at KT_TEST_GPA, @size bytes, registered with memfault_region_new()
+ * with @flags (enum memfault_region_flag): anonymous memory filled with
+ * @pattern, or, with MEMFAULT_REGION_GUEST_MEMFD, a new guest_memfd with
+ * @gmem_flags as in kt_region_gmem(). */
+void kt_region_flags(struct kt_vm *v, uint64_t size, uint64_t flags,
+		     uint64_t gmem_flags, uint8_t pattern);
 /* Replace the region of slot 1 by anonymous memory filled with @pattern at
  * the same gpa and size (memfault_region_free() + memfault_region_new()),
  * as a VMM resolves a guest_memfd failure; callable from a handler.
@@ -156,6 +163,11 @@ int kt_vm_set_attributes(struct kt_vm *v, uint64_t gpa, uint64_t size,
 			 uint64_t attributes);
 /* vCPU 0 starting at @entry, wrapped with memfault_vcpu_new(). */
 void kt_vcpu_create(struct kt_vm *v, uint64_t entry);
+/* Start vCPU @vcpu_fd of @v over at @entry. */
+void kt_vcpu_entry(struct kt_vm *v, int vcpu_fd, uint64_t entry);
+/* Another vCPU @id of @v's VM at @entry, wrapped with memfault_vcpu_new(). */
+void kt_vcpu_add(struct kt_vm *v, uint32_t id, uint64_t entry, int *ret_fd,
+		 struct memfault_vcpu **ret_vcpu);
 void kt_vm_destroy(struct kt_vm *v);
 
 /* memfault_vcpu_run() once; records it as the next KRES step. */
@@ -204,5 +216,6 @@ Suite *kt_suite_features(void);
 Suite *kt_suite_swprot(void);
 Suite *kt_suite_dispatch(void);
 Suite *kt_suite_uffd(void);
+Suite *kt_suite_userfault(void);
 
 #endif /* MEMFAULT_TESTS_KTEST_H */

@@ -26,7 +26,12 @@
 #   MEMFAULT_KERNEL_DIR      directory with debian-7.2.13/ARCH (pinned kernels)
 #                            and x86_64-swprot/bzImage; without it the current
 #                            Debian sid cloud kernel is downloaded with a
-#                            private apt configuration
+#                            private apt configuration. If it also has
+#                            userfault-7.2.13/{x86_64/bzImage,arm64/Image}
+#                            (7.2.13 with the KVM Userfault series), that
+#                            kernel is booted too (QEMU -smp 2) and runs
+#                            test-kernel-userfault; without it those
+#                            scenarios are skipped, with the reason
 #   MEMFAULT_NESTED_WORK     scratch directory [${TMPDIR:-/tmp}/memfault-nested]
 #   MEMFAULT_NESTED_DIR      if set, write DIR/meson-logs/testlog.json: one
 #                            result per scenario and one for the differential
@@ -155,6 +160,8 @@ KERNEL_DESC=
 MODULES_DIR= # x86: plain .ko files to load
 BUSYBOX=
 SWPROT_KERNEL=
+UF_KERNEL=
+UF_SKIP=
 
 pinned_kernel() {
 	local kd=${MEMFAULT_KERNEL_DIR:-}/debian-7.2.13/$ARCH
@@ -239,7 +246,17 @@ if [ "$ARCH" = x86_64 ]; then
 		skip "need a static busybox on the host (Debian: busybox-static)"
 	fi
 fi
-log "kernel: $KERNEL_DESC${SWPROT_KERNEL:+; SW_PROTECTED kernel: $SWPROT_KERNEL} ($(elapsed "$T0") s)"
+# The KVM Userfault kernel: optional, an additional boot of this arch.
+uf_image=userfault-7.2.13/$ARCH/bzImage
+[ "$ARCH" = arm64 ] && uf_image=userfault-7.2.13/$ARCH/Image
+if [ -z "${MEMFAULT_KERNEL_DIR:-}" ]; then
+	UF_SKIP="no MEMFAULT_KERNEL_DIR, so no $uf_image"
+elif [ ! -r "$MEMFAULT_KERNEL_DIR/$uf_image" ]; then
+	UF_SKIP="no $MEMFAULT_KERNEL_DIR/$uf_image"
+else
+	UF_KERNEL=$MEMFAULT_KERNEL_DIR/$uf_image
+fi
+log "kernel: $KERNEL_DESC${SWPROT_KERNEL:+; SW_PROTECTED kernel: $SWPROT_KERNEL}${UF_KERNEL:+; KVM Userfault kernel: $UF_KERNEL} ($(elapsed "$T0") s)"
 
 # ---- (b) static test binaries ------------------------------------------------------
 
@@ -327,10 +344,12 @@ if [ "$ARCH" = arm64 ]; then
 	fi
 fi
 objs=()
+lib_objs=()
 for c in "$SRC"/lib/*.c "$SRC/tests/kernel/ktest.c" "$SRC/tests/kernel/kres.c"; do
 	o=$OBJ/$(basename "$(dirname "$c")")-$(basename "$c" .c).o
 	"$CC" "${CFLAGS[@]}" -c "$c" -o "$o" &
 	objs+=("$o")
+	case $c in "$SRC"/lib/*) lib_objs+=("$o") ;; esac
 done
 if [ ${#TSAN_CFLAGS[@]} -gt 0 ]; then
 	# libmemfault and the simulator (tests/sim/meson.build: kvmsim_sources)
@@ -365,8 +384,18 @@ if [ ${#tsan_objs[@]} -gt 0 ]; then
 	done
 	"$CC" "${tsan_link[@]}" -o "$BIN/test-bitmap-tsan" "${tsan_objs[@]}" "${CHECK_LIBS[@]}" -ldl -lm -lrt &
 fi
+# The postcopy example, with its page server, runs on the KVM Userfault
+# kernel's boot (ksuite.postcopy=1).
+EXAMPLES=$WORK/examples
+rm -rf "$EXAMPLES"
+mkdir -p "$EXAMPLES"
+if [ -e "$SRC/examples/postcopy.c" ]; then
+	"$CC" "${CFLAGS[@]}" -static -pthread -o "$EXAMPLES/postcopy" "$SRC/examples/postcopy.c" \
+		"${lib_objs[@]}" -ldl 2> "$WORK/postcopy-link.log" &
+fi
 wait_all || {
-	log "linking the static test binaries (or test-bitmap-tsan) failed"
+	log "linking the static test binaries (or test-bitmap-tsan, or examples/postcopy) failed"
+	cat "$WORK/postcopy-link.log" >&2
 	exit 1
 }
 log "built ${#tests[@]} static test binaries with $CC ($(elapsed "$T0") s)"
@@ -400,6 +429,7 @@ rm -rf "$ROOT"
 mkdir -p "$ROOT"/bin "$ROOT"/dev "$ROOT"/proc "$ROOT"/sys "$ROOT"/tmp "$ROOT"/lib/modules
 cp "$BUSYBOX" "$ROOT/bin/busybox"
 cp -a "$BIN" "$ROOT/ktests"
+cp -a "$EXAMPLES" "$ROOT/examples"
 if [ -e "$BIN/test-bitmap-tsan" ]; then cp "$LIBS"/* "$ROOT/lib/"; fi
 # test-bitmap-tsan under TCG on 2 busy host cores: ~1.8 s of guest time per
 # run of a case, so the default 4 runs of each cost ~14 s (3.9 s for 1).
@@ -416,8 +446,12 @@ mount -t devtmpfs dev /dev
 # Only errors from the kernel on the console while the tests print.
 dmesg -n 3
 only=
+postcopy=
 for arg in $(cat /proc/cmdline); do
-	case $arg in ksuite.only=*) only=${arg#ksuite.only=} ;; esac
+	case $arg in
+	ksuite.only=*) only=${arg#ksuite.only=} ;;
+	ksuite.postcopy=*) postcopy=${arg#ksuite.postcopy=} ;;
+	esac
 done
 if [ ! -e /dev/kvm ]; then
 	for m in irqbypass kvm ccp kvm-amd; do
@@ -449,6 +483,21 @@ for t in /ktests/*; do
 	# the last field: seconds of guest uptime the executable took
 	echo "KSUITE: result $name $res $r $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2fs", b - a }')"
 done
+# examples/postcopy against its page server (a child process): on demand
+# and prefetched pages, each exactly once, checksum checked
+if [ "$postcopy" = 1 ] && [ -x /examples/postcopy ]; then
+	echo "KSUITE: run example-postcopy"
+	t0=$(cut -d' ' -f1 /proc/uptime)
+	/examples/postcopy --pages 128 --latency-us 100
+	r=$?
+	t1=$(cut -d' ' -f1 /proc/uptime)
+	case $r in
+	0) res=PASS ;;
+	77) res=SKIP ;;
+	*) res=FAIL; rc=1 ;;
+	esac
+	echo "KSUITE: result example-postcopy $res $r $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2fs", b - a }')"
+fi
 dmesg | grep -E 'BUG|WARNING|Oops|Call Trace|kvm' | sed 's/^/KSUITE-dmesg: /'
 echo "KSUITE_RC=$rc"
 reboot -f
@@ -459,18 +508,18 @@ log "initramfs $WORK/initrd.gz, $(du -h "$WORK/initrd.gz" | cut -f1) ($(elapsed 
 
 # ---- (d) boot -------------------------------------------------------------------
 
-# qemu_cmd KERNEL EXTRA_APPEND: the QEMU command line in QCMD.
+# qemu_cmd KERNEL EXTRA_APPEND [SMP]: the QEMU command line in QCMD.
 QCMD=()
 qemu_cmd() {
 	if [ "$ARCH" = x86_64 ]; then
 		# TCG "max" is an AuthenticAMD CPU with svm and npt; -smp 1 because
 		# x86 MTTCG hit a text_poke int3 oops once (nested-kvm README).
-		QCMD=("$QEMU" -accel tcg -cpu max -m 2G -smp 1)
+		QCMD=("$QEMU" -accel tcg -cpu max -m 2G -smp "${3:-1}")
 		local append="console=ttyS0"
 	else
 		# pauth-impdef: QEMU's default QARMA5 emulation doubles boot time.
 		local machine=virt,virtualization=on,gic-version=3 cpu=max,pauth-impdef=on
-		QCMD=("$QEMU" -accel tcg -M "$machine" -cpu "$cpu" -m 2G -smp 2)
+		QCMD=("$QEMU" -accel tcg -M "$machine" -cpu "$cpu" -m 2G -smp "${3:-2}")
 		local append="console=ttyAMA0"
 	fi
 	QCMD+=(-nographic -no-reboot -nic none -kernel "$1" -initrd "$WORK/initrd.gz"
@@ -482,11 +531,12 @@ console_filter() {
 	tr -d '\r' | sed -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1b[A-Za-z]//g'
 }
 
-# boot NAME KERNEL EXTRA_APPEND [tee]: run QEMU, console to $WORK/NAME.log
-# (and to stdout with "tee"); sets BOOT_RC (KSUITE_RC, or 2) and BOOT_TIME.
+# boot NAME KERNEL EXTRA_APPEND [tee] [SMP]: run QEMU, console to
+# $WORK/NAME.log (and to stdout with "tee"); writes $WORK/NAME.rc
+# (KSUITE_RC, or 2) and $WORK/NAME.time.
 boot() {
 	local name=$1 kernel=$2 extra=$3 show=${4:-} log=$WORK/$1.log t0 rc
-	qemu_cmd "$kernel" "$extra"
+	qemu_cmd "$kernel" "$extra" "${5:-}"
 	log "boot $name: ${QCMD[*]}"
 	t0=$(date +%s.%N)
 	if [ "$show" = tee ]; then
@@ -502,19 +552,36 @@ boot() {
 rm -f "$WORK"/*.log "$WORK"/*.rc "$WORK"/*.time
 T0=$(date +%s.%N)
 boots=(stock)
-if [ -n "$SWPROT_KERNEL" ]; then
-	# In parallel: each x86 QEMU uses one TCG thread.
-	boots+=(swprot)
-	boot swprot "$SWPROT_KERNEL" ksuite.only=test-kernel-swprot &
+[ -n "$SWPROT_KERNEL" ] && boots+=(swprot)
+[ -n "$UF_KERNEL" ] && boots+=(uf)
+# In parallel with the stock boot, one after the other: the SW_PROTECTED
+# boot (one TCG thread) and the KVM Userfault one (-smp 2: two vCPUs of
+# the nested guests fault on the same pages at once in test-kernel-userfault).
+if [ -n "$SWPROT_KERNEL$UF_KERNEL" ]; then
+	(
+		if [ -n "$SWPROT_KERNEL" ]; then
+			boot swprot "$SWPROT_KERNEL" ksuite.only=test-kernel-swprot
+		fi
+		if [ -n "$UF_KERNEL" ]; then
+			boot uf "$UF_KERNEL" "ksuite.only=test-kernel-userfault ksuite.postcopy=1" "" 2
+		fi
+	) &
 fi
 boot stock "$KERNEL" "" tee
 wait
+if [ -n "$UF_SKIP" ]; then
+	log "KVM Userfault scenarios on a KVM Userfault kernel: SKIP ($UF_SKIP)"
+fi
 if [ "$ARCH" = x86_64 ] && [ -z "$SWPROT_KERNEL" ]; then
 	log "SW_PROTECTED scenarios: SKIP (no \$MEMFAULT_KERNEL_DIR/x86_64-swprot/bzImage)"
 fi
 if [ -n "$SWPROT_KERNEL" ]; then
 	log "console of the SW_PROTECTED boot ($WORK/swprot.log):"
 	grep -E '^(KSUITE|KRES|#|[^ ]+\.c:[0-9]+:[PFE]:)' "$WORK/swprot.log" || true
+fi
+if [ -n "$UF_KERNEL" ]; then
+	log "console of the KVM Userfault boot ($WORK/uf.log):"
+	grep -E '^(KSUITE|KRES|#|[^ ]+\.c:[0-9]+:[PFE]:)' "$WORK/uf.log" || true
 fi
 BOOT_WALL=$(elapsed "$T0")
 
@@ -543,6 +610,9 @@ results_table() {
 	if [ -n "$TSAN_SKIP" ]; then
 		printf '%-8s %-24s %-7s %s\n' "$ARCH" "(test-bitmap-tsan)" SKIP "$TSAN_SKIP"
 	fi
+	if [ -n "$UF_SKIP" ]; then
+		printf '%-8s %-24s %-7s %s\n' "$ARCH" "(userfault-kernel)" SKIP "[uf kernel] $UF_SKIP"
+	fi
 	for b in "${boots[@]}"; do
 		# Check verbose lines: file:line:P|F|E:tcase:test:iter: message; and
 		# the executables that exited 77 as a whole.
@@ -564,6 +634,9 @@ results_table() {
 		/^KSUITE: run / { why = "" }
 		/^KSUITE: result [^ ]+ SKIP/ {
 			printf "%-8s %-24s %-7s %s%s: %s\n", arch, "(" $3 ")", "SKIP", note, $3, why
+		}
+		/^KSUITE: result example-[^ ]+ PASS/ {
+			printf "%-8s %-24s %-7s %s%s\n", arch, $3, "PASS", note, $NF
 		}
 		/^KSUITE: result [^ ]+ FAIL/ {
 			printf "%-8s %-24s %-7s %s%s exited %s\n", arch, "(" $3 ")", "FAIL", note, $3, $5
@@ -633,7 +706,7 @@ diff_check() {
 		log "differential check: no KRES lines from the kernel run"
 		return 1
 	fi
-	log "differential check: $nk kernel result lines, all equal to the simulator's (kvmsim $ARCH, level 7.2)"
+	log "differential check: $nk kernel result lines, all equal to the simulator's (kvmsim $ARCH, level 7.2; the uf-* scenarios at 7.2 + KVM Userfault)"
 	[ "$sim_rc" = 0 ]
 }
 

@@ -9,7 +9,9 @@
  * instead of machine code (ktest.c). The simulator models Linux 7.2 with its
  * default quirks, as the pinned Debian 7.2.13 kernel; the SW_PROTECTED
  * scenarios run with KVMSIM_Q_SW_PROTECTED_VM on, as the x86_64-swprot
- * kernel. Every scenario asserts the same expectations as on the real
+ * kernel, and the KVM Userfault ones (test-kernel-userfault.c) at
+ * KVMSIM_LEVEL_7_2_UF, as the userfault-7.2.13 kernels (which have VM type
+ * 1 on x86 too). Every scenario asserts the same expectations as on the real
  * kernel, and prints the same KRES lines, which run-nested.sh compares with
  * those of the real run, key by key. The uffd scenarios run against the
  * host's real userfaultfd: the simulated guest's loads read the hva with
@@ -24,18 +26,18 @@
 
 #include "ktest.h"
 
+bool kt_userfault_available(char *why, size_t len);
+
+/* Reset the simulator to @level with the default quirks and @extra_quirks. */
 static int
-run_suites(uint64_t extra_quirks, Suite *first, ...)
+sim_reset(uint32_t level, uint64_t extra_quirks)
 {
 	struct kvmsim_config cfg;
-	Suite *s;
-	SRunner *sr;
-	va_list ap;
-	int r, failed;
+	int r;
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.arch = KT_SIM_ARCH;
-	cfg.level = KVMSIM_LEVEL_7_2;
+	cfg.level = level;
 	cfg.quirks = kvmsim_default_quirks(cfg.arch, cfg.level) | extra_quirks;
 	r = kvmsim_reset(&cfg);
 	if (r) {
@@ -43,19 +45,55 @@ run_suites(uint64_t extra_quirks, Suite *first, ...)
 		return 1;
 	}
 	kt_kvm_forget();
-	printf("# kvmsim model %s, level 7.2, quirks %#llx\n",
-	       kres_arch_name(cfg.arch), (unsigned long long)cfg.quirks);
-	if (kt_kvm_fd() < 0)
+	printf("# kvmsim model %s, level %s, quirks %#llx\n",
+	       kres_arch_name(cfg.arch),
+	       level == KVMSIM_LEVEL_7_2_UF ? "7.2+KVM Userfault" : "7.2",
+	       (unsigned long long)cfg.quirks);
+	return kt_kvm_fd() < 0;
+}
+
+static int
+run_sr(SRunner *sr)
+{
+	int failed;
+
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed;
+}
+
+static int
+run_suites(uint64_t extra_quirks, Suite *first, ...)
+{
+	SRunner *sr;
+	Suite *s;
+	va_list ap;
+
+	if (sim_reset(KVMSIM_LEVEL_7_2, extra_quirks))
 		return 1;
 	sr = srunner_create(first);
 	va_start(ap, first);
 	while ((s = va_arg(ap, Suite *)))
 		srunner_add_suite(sr, s);
 	va_end(ap);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed;
+	return run_sr(sr);
+}
+
+/* The KVM Userfault scenarios at 7.2 + KVM Userfault; the suite is made
+ * after the reset, as it asks the simulated kernel for its VM types. */
+static int
+run_userfault(void)
+{
+	char why[256];
+
+	if (sim_reset(KVMSIM_LEVEL_7_2_UF, KT_X86 ? KVMSIM_Q_SW_PROTECTED_VM : 0))
+		return 1;
+	if (!kt_userfault_available(why, sizeof(why))) {
+		printf("# simulator without KVM Userfault: %s\n", why);
+		return 1;
+	}
+	return run_sr(srunner_create(kt_suite_userfault()));
 }
 
 int
@@ -87,5 +125,6 @@ main(void)
 	failed += run_suites(KVMSIM_Q_SW_PROTECTED_VM, kt_suite_swprot(),
 			     (Suite *)NULL);
 #endif
+	failed += run_userfault();
 	return failed ? 1 : 0;
 }
