@@ -87,6 +87,36 @@ memfault_classify_error(const struct kvm_run *run, int err,
 	return -err;
 }
 
+int
+memfault_classify_slow(const struct kvm_run *run, int ret, int err,
+		       struct memfault_fault *f)
+{
+	if (ret == 0) {
+		/* The fast path in memfault_classify_result() took every
+		 * other exit; only the arm64 VNCR path gets here. */
+		memfault_decode_fault(run, 0, f);
+		return MEMFAULT_RUN_MEMORY_FAULT;
+	}
+	/* ioctl() returns 0 or -1 with errno in 1..4095 (the kernel's
+	 * MAX_ERRNO, include/linux/err.h). Anything else comes from a broken
+	 * kernel or an interposer: no classification, and no stale errno or
+	 * stale exit_reason read as if it meant something. */
+	if (ret != -1 || err <= 0 || err > MEMFAULT_MAX_ERRNO)
+		return -EPROTO;
+	return memfault_classify_error(run, err, f);
+}
+
+MEMFAULT_EXPORT int
+memfault_exit_prepare(struct kvm_run *run, uint32_t arch)
+{
+	const struct memfault_arch_info *ai = memfault_arch_get(arch);
+
+	if (!run || !ai)
+		return -EINVAL;
+	memfault_prepare_entry(run, memfault_arch_resets_memory_fault(ai));
+	return 0;
+}
+
 MEMFAULT_EXPORT int
 memfault_exit_classify(const struct kvm_run *run, int ioctl_ret, int err,
 		       struct memfault_fault *ret_fault, size_t size)
@@ -96,19 +126,9 @@ memfault_exit_classify(const struct kvm_run *run, int ioctl_ret, int err,
 
 	if (!run || (ret_fault && !size))
 		return -EINVAL;
-	if (ioctl_ret == 0) {
-		if (run->exit_reason != KVM_EXIT_MEMORY_FAULT)
-			return MEMFAULT_RUN_EXIT;
-		err = 0;
-	} else if (ioctl_ret != -1 || err <= 0 || err >= 4096) {
-		return -EINVAL;
-	}
-	if (ioctl_ret == 0) {
-		memfault_decode_fault(run, 0, &f);
-		r = MEMFAULT_RUN_MEMORY_FAULT;
-	} else {
-		r = memfault_classify_error(run, err, &f);
-	}
+	/* The same function as memfault_vcpu_run(), so that the two cannot
+	 * answer differently for the same KVM_RUN result. */
+	r = memfault_classify_result(run, ioctl_ret, &err, &f);
 	if (r == MEMFAULT_RUN_MEMORY_FAULT && ret_fault)
 		memfault_copy_out(ret_fault, size, &f, sizeof(f));
 	return r;

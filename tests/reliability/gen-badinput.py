@@ -42,7 +42,7 @@ import sys
 #   setup:   C statement run before the call (e.g. make a fault pending)
 #   needs:   fixture members that must exist ('uffd')
 # ---------------------------------------------------------------------------
-EINVAL, ERRNO, EBADF = 'EINVAL', 'errno', 'EBADF'
+EINVAL, ERRNO, EBADF, EPROTO = 'EINVAL', 'errno', 'EBADF', 'EPROTO'
 
 SPEC = {
     'memfault_version_major': {'control': 'ok'},
@@ -79,9 +79,15 @@ SPEC = {
         'valid': {'run': 'fx->fault_run', 'ioctl_ret': '-1', 'err': 'EFAULT'},
         'optional': ['ret_fault'],
         'control': 'MEMFAULT_RUN_MEMORY_FAULT',
-        'bad': {'ioctl_ret': [('1', EINVAL), ('-2', EINVAL), ('INT_MIN', EINVAL)],
-                'err': [('0', EINVAL), ('-1', EINVAL), ('4096', EINVAL),
-                        ('INT_MAX', EINVAL)]},
+        # not a system call result (0.1 answered -EINVAL)
+        'bad': {'ioctl_ret': [('1', EPROTO), ('-2', EPROTO), ('INT_MIN', EPROTO)],
+                'err': [('0', EPROTO), ('-1', EPROTO), ('4096', EPROTO),
+                        ('INT_MAX', EPROTO)]},
+    },
+    'memfault_exit_prepare': {
+        'valid': {'run': 'fx->fault_run', 'arch': 'MEMFAULT_ARCH_HOST'},
+        'control': '0',
+        'bad': {'arch': [('3', EINVAL), ('UINT32_MAX', EINVAL)]},
     },
     'memfault_region_new': {
         'valid': {'slot': '5', 'gpa': 'FX_GPA2', 'size': 'FX_PAGES * fx->page',

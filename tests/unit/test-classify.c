@@ -224,14 +224,10 @@ START_TEST(bad_arguments)
 	ck_assert_int_eq(memfault_exit_classify(NULL, 0, 0, &f, sizeof(f)),
 			 -EINVAL);
 	ck_assert_int_eq(memfault_exit_classify(&run, 0, 0, &f, 0), -EINVAL);
-	ck_assert_int_eq(memfault_exit_classify(&run, 1, 0, NULL, 0), -EINVAL);
-	ck_assert_int_eq(memfault_exit_classify(&run, -2, EFAULT, NULL, 0),
+	ck_assert_int_eq(memfault_exit_prepare(NULL, MEMFAULT_ARCH_HOST),
 			 -EINVAL);
-	ck_assert_int_eq(memfault_exit_classify(&run, -1, 0, NULL, 0), -EINVAL);
-	ck_assert_int_eq(memfault_exit_classify(&run, -1, -EFAULT, NULL, 0),
-			 -EINVAL);
-	ck_assert_int_eq(memfault_exit_classify(&run, -1, 100000, NULL, 0),
-			 -EINVAL);
+	ck_assert_int_eq(memfault_exit_prepare(&run, 3), -EINVAL);
+	ck_assert_int_eq(memfault_exit_prepare(&run, UINT32_MAX), -EINVAL);
 	/* nothing read or written changed the input */
 	ck_assert_uint_eq(run.exit_reason, KVM_EXIT_MEMORY_FAULT);
 	ck_assert_uint_eq(run.memory_fault.gpa, 0x1000);
@@ -260,7 +256,7 @@ START_TEST(garbage_run_never_crashes)
 		err = (int)((x >> 8) % 140);
 		r = memfault_exit_classify(&run, ret, err, &f, sizeof(f));
 		if (ret == -1 && err == 0) {
-			ck_assert_int_eq(r, -EINVAL);
+			ck_assert_int_eq(r, -EPROTO);
 		} else if (ret == 0) {
 			ck_assert_int_eq(r, run.exit_reason == KVM_EXIT_MEMORY_FAULT ?
 					 MEMFAULT_RUN_MEMORY_FAULT :
@@ -275,6 +271,124 @@ START_TEST(garbage_run_never_crashes)
 				  f.origin <= MEMFAULT_ORIGIN_OTHER_ERRNO);
 		}
 	}
+}
+END_TEST
+
+/* KVM_RUN results that are not system call results: a broken kernel or an
+ * interposed ioctl(). Whatever kvm_run says, they are -EPROTO, with no
+ * errno read and no fault decoded. */
+static const struct {
+	int ret, err;
+} not_results[] = {
+	{ 1, 0 },	      { 1, EFAULT },	 { 2, 0 },
+	{ 39, EINTR },	      { INT32_MAX, 0 },	 { -2, EFAULT },
+	{ -2, 0 },	      { -EFAULT, EFAULT }, { -4096, 0 },
+	{ INT32_MIN, EINTR }, { -1, 0 },	 { -1, -EFAULT },
+	{ -1, -1 },	      { -1, 4096 },	 { -1, 100000 },
+	{ -1, INT32_MAX },    { -1, INT32_MIN },
+};
+
+START_TEST(not_a_result_is_eproto)
+{
+	static const uint32_t reasons[] = { KVM_EXIT_MEMORY_FAULT,
+					    KVM_EXIT_MMIO, KVM_EXIT_UNKNOWN,
+					    KVM_EXIT_INTR };
+
+	for (size_t i = 0; i < sizeof(not_results) / sizeof(not_results[0]);
+	     i++) {
+		for (size_t j = 0; j < sizeof(reasons) / sizeof(reasons[0]);
+		     j++) {
+			struct memfault_fault f;
+			int r;
+
+			set_fault(KVM_MEMORY_EXIT_FLAG_PRIVATE, 0x1000, page);
+			run.exit_reason = reasons[j];
+			memset(&f, 0xa5, sizeof(f));
+			r = memfault_exit_classify(&run, not_results[i].ret,
+						   not_results[i].err, &f,
+						   sizeof(f));
+			ck_assert_msg(r == -EPROTO,
+				      "ret %d errno %d exit %u: %d, not -EPROTO",
+				      not_results[i].ret, not_results[i].err,
+				      reasons[j], r);
+			ck_assert_uint_eq(f.gpa, 0xa5a5a5a5a5a5a5a5ull);
+		}
+	}
+	/* the largest errno is still one */
+	run.exit_reason = KVM_EXIT_UNKNOWN;
+	ck_assert_int_eq(memfault_exit_classify(&run, -1, 4095, NULL, 0),
+			 -4095);
+	ck_assert_int_eq(memfault_exit_classify(&run, -1, 1, NULL, 0), -1);
+}
+END_TEST
+
+START_TEST(prepare_drops_a_stale_fault)
+{
+	static const uint32_t arches[] = { MEMFAULT_ARCH_HOST,
+					   MEMFAULT_ARCH_X86_64,
+					   MEMFAULT_ARCH_ARM64 };
+	static const int early[] = { EINVAL, EIO, EBADF, ENOMEM, EFAULT };
+
+	for (size_t a = 0; a < sizeof(arches) / sizeof(arches[0]); a++) {
+		for (size_t i = 0; i < sizeof(early) / sizeof(early[0]); i++) {
+			struct memfault_fault f;
+
+			/* a fault from the previous run, handled */
+			set_fault(0, 0x20000, page);
+			memset(&f, 0xa5, sizeof(f));
+			ck_assert_int_eq(memfault_exit_prepare(&run, arches[a]),
+					 0);
+			/* KVM_RUN fails before it writes an exit */
+			ck_assert_int_eq(memfault_exit_classify(&run, -1,
+								early[i], &f,
+								sizeof(f)),
+					 -early[i]);
+			ck_assert_uint_eq(f.gpa, 0xa5a5a5a5a5a5a5a5ull);
+			ck_assert_uint_eq(run.exit_reason, KVM_EXIT_UNKNOWN);
+			/* the range is left: only exit_reason is written */
+			ck_assert_uint_eq(run.memory_fault.gpa, 0x20000);
+			/* a fresh fault after prepare is still one */
+			set_fault(0, 0x30000, page);
+			ck_assert_int_eq(memfault_exit_classify(&run, -1,
+								early[i], &f,
+								sizeof(f)),
+					 MEMFAULT_RUN_MEMORY_FAULT);
+			ck_assert_uint_eq(f.gpa, 0x30000);
+		}
+	}
+}
+END_TEST
+
+START_TEST(prepare_keeps_every_other_exit)
+{
+	/* arm64 completes an MMIO load on entry only while exit_reason
+	 * still says KVM_EXIT_MMIO: prepare must not touch it, nor the
+	 * union the kernel reads back (mmio.data). */
+	static const uint32_t reasons[] = { KVM_EXIT_MMIO, KVM_EXIT_IO,
+					    KVM_EXIT_UNKNOWN, KVM_EXIT_INTR,
+					    KVM_EXIT_SYSTEM_EVENT, 38, 40,
+					    0xffffffffu };
+	unsigned char before[sizeof(run)];
+
+	for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+		for (uint32_t arch = 0; arch <= MEMFAULT_ARCH_ARM64; arch++) {
+			memset(&run, 0x3c, sizeof(run));
+			run.exit_reason = reasons[i];
+			memcpy(before, &run, sizeof(run));
+			ck_assert_int_eq(memfault_exit_prepare(&run, arch), 0);
+			ck_assert(!memcmp(before, &run, sizeof(run)));
+		}
+	}
+	/* exit 39: exit_reason alone changes */
+	memset(&run, 0x3c, sizeof(run));
+	run.exit_reason = KVM_EXIT_MEMORY_FAULT;
+	memcpy(before, &run, sizeof(run));
+	ck_assert_int_eq(memfault_exit_prepare(&run, MEMFAULT_ARCH_ARM64), 0);
+	run.exit_reason = KVM_EXIT_MEMORY_FAULT;
+	ck_assert(!memcmp(before, &run, sizeof(run)));
+	/* bad input changes nothing */
+	ck_assert_int_eq(memfault_exit_prepare(&run, 7), -EINVAL);
+	ck_assert_uint_eq(run.exit_reason, KVM_EXIT_MEMORY_FAULT);
 }
 END_TEST
 
@@ -324,6 +438,9 @@ main(void)
 	ADD_TEST(tc, output_copy_respects_caller_size);
 	ADD_TEST(tc, bad_arguments);
 	ADD_TEST(tc, garbage_run_never_crashes);
+	ADD_TEST(tc, not_a_result_is_eproto);
+	ADD_TEST(tc, prepare_drops_a_stale_fault);
+	ADD_TEST(tc, prepare_keeps_every_other_exit);
 	ADD_TEST(tc, arch_table);
 	ADD_TEST(tc, version);
 	suite_add_tcase(s, tc);
