@@ -5,8 +5,10 @@
  *
  * A page server runs in a child process and plays the migration source: it
  * holds the guest's memory (generated, so that both sides can check it) and
- * answers page requests over two Unix socketpairs, an urgent one for the
- * pages a vCPU is waiting for and a background one for prefetching; it
+ * answers page requests over two channels (each a pair of pipes, which
+ * every kernel has: small test kernels may lack Unix sockets), an urgent
+ * one for the pages a vCPU is waiting for and a background one for
+ * prefetching; it
  * serves urgent requests first and sleeps --latency-us per page, as a
  * network would.
  *
@@ -78,8 +80,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -348,27 +348,59 @@ sleep_us(unsigned us)
 		;
 }
 
-/* Serve one request from @fd; false once the peer is gone. */
+/* Read or write exactly @len bytes of a pipe; false on EOF or error. */
 static bool
-serve(int fd, bool urgent, uint64_t npages, size_t page_size,
+read_full(int fd, void *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = read(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		buf = (char *)buf + n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+static bool
+write_full(int fd, const void *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		buf = (const char *)buf + n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+/* Serve one request from @rfd, reply on @wfd; false once the peer is gone.
+ * A reply is a struct reply, followed by the page if its status is 0. */
+static bool
+serve(int rfd, int wfd, bool urgent, uint64_t npages, size_t page_size,
       unsigned latency_us, uint8_t *served, uint64_t *page_buf,
       struct server_stats *st)
 {
 	struct request req;
 	struct reply rep = { 0 };
-	struct iovec iov[2] = { { &rep, sizeof(rep) }, { page_buf, page_size } };
-	ssize_t n = recv(fd, &req, sizeof(req), 0);
 
-	if (n != sizeof(req))
-		return false; /* the peer is gone (0) or broke the protocol */
+	if (!read_full(rfd, &req, sizeof(req)))
+		return false; /* the peer is gone */
 	if (req.op == OP_STATS) {
 		st->checksum = source_checksum(npages, page_size);
-		return send(fd, st, sizeof(*st), 0) == sizeof(*st);
+		return write_full(wfd, st, sizeof(*st));
 	}
 	rep.page = req.page;
 	if (req.op != OP_FETCH || req.page >= npages) {
 		rep.status = -EINVAL;
-		return send(fd, &rep, sizeof(rep), 0) == sizeof(rep);
+		return write_full(wfd, &rep, sizeof(rep));
 	}
 	sleep_us(latency_us); /* the network */
 	source_page(req.page, page_buf, page_size);
@@ -384,17 +416,20 @@ serve(int fd, bool urgent, uint64_t npages, size_t page_size,
 	} else {
 		st->unique++;
 	}
-	return writev(fd, iov, 2) == (ssize_t)(sizeof(rep) + page_size);
+	return write_full(wfd, &rep, sizeof(rep)) &&
+	       write_full(wfd, page_buf, page_size);
 }
 
-/* The child: urgent requests first, until both channels are closed. */
+/* The child: urgent requests first, until both channels are closed.
+ * @rfd[i] and @wfd[i]: the request and reply pipes of channel i (0:
+ * urgent, 1: background). */
 static void
-server_main(int urgent_fd, int background_fd, uint64_t npages,
+server_main(const int rfd[2], const int wfd[2], uint64_t npages,
 	    size_t page_size, unsigned latency_us)
 {
 	struct pollfd pfd[2] = {
-		{ .fd = urgent_fd, .events = POLLIN },
-		{ .fd = background_fd, .events = POLLIN },
+		{ .fd = rfd[0], .events = POLLIN },
+		{ .fd = rfd[1], .events = POLLIN },
 	};
 	struct server_stats st = { 0 };
 	uint8_t *served = calloc(npages, 1);
@@ -414,9 +449,10 @@ server_main(int urgent_fd, int background_fd, uint64_t npages,
 		for (i = 0; i < 2; i++) {
 			if (pfd[i].fd < 0 || !pfd[i].revents)
 				continue;
-			if (!serve(pfd[i].fd, i == 0, npages, page_size,
-				   latency_us, served, buf, &st)) {
+			if (!serve(pfd[i].fd, wfd[i], i == 0, npages,
+				   page_size, latency_us, served, buf, &st)) {
 				close(pfd[i].fd);
+				close(wfd[i]);
 				pfd[i].fd = -1;
 			}
 			break;
@@ -431,7 +467,8 @@ server_main(int urgent_fd, int background_fd, uint64_t npages,
 
 struct channel {
 	pthread_mutex_t lock; /* one request in flight per channel */
-	int fd;
+	int fd;  /* requests to the source */
+	int rfd; /* its replies */
 	const char *name;
 	/* fetches, their total and longest latency (under lock) */
 	uint64_t fetches, total_ns, max_ns;
@@ -443,25 +480,17 @@ fetch_page(struct channel *ch, uint64_t page, void *dst, size_t page_size)
 {
 	struct request req = { .op = OP_FETCH, .page = page };
 	struct reply rep;
-	struct iovec iov[2] = { { &rep, sizeof(rep) }, { dst, page_size } };
-	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
 	uint64_t t0, dt;
-	ssize_t n;
 	int r = 0;
 
 	pthread_mutex_lock(&ch->lock);
 	t0 = now_ns();
-	if (send(ch->fd, &req, sizeof(req), 0) != sizeof(req)) {
-		r = -errno;
+	if (!write_full(ch->fd, &req, sizeof(req)) ||
+	    !read_full(ch->rfd, &rep, sizeof(rep))) {
+		r = errno ? -errno : -EPIPE;
 		goto out;
 	}
-	n = recvmsg(ch->fd, &msg, 0);
-	if (n < 0) {
-		r = -errno;
-		goto out;
-	}
-	if ((size_t)n < sizeof(rep) || (msg.msg_flags & MSG_TRUNC) ||
-	    rep.page != page) {
+	if (rep.page != page) {
 		r = -EPROTO;
 		goto out;
 	}
@@ -469,7 +498,7 @@ fetch_page(struct channel *ch, uint64_t page, void *dst, size_t page_size)
 		r = rep.status;
 		goto out;
 	}
-	if ((size_t)n != sizeof(rep) + page_size) {
+	if (!read_full(ch->rfd, dst, page_size)) {
 		r = -EPROTO;
 		goto out;
 	}
@@ -490,8 +519,9 @@ query_stats(struct channel *ch, struct server_stats *st)
 	int r = 0;
 
 	pthread_mutex_lock(&ch->lock);
-	if (send(ch->fd, &req, sizeof(req), 0) != sizeof(req) ||
-	    recv(ch->fd, st, sizeof(*st), 0) != sizeof(*st))
+	errno = 0;
+	if (!write_full(ch->fd, &req, sizeof(req)) ||
+	    !read_full(ch->rfd, st, sizeof(*st)))
 		r = errno ? -errno : -EPROTO;
 	pthread_mutex_unlock(&ch->lock);
 	return r;
@@ -774,25 +804,49 @@ run_guest(struct vmm *v)
 static int
 start_server(struct vmm *v)
 {
-	int urgent[2], background[2];
+	/* req[i]: VMM -> source, rep[i]: source -> VMM; i = 0 urgent,
+	 * 1 background. [0] is the read end. */
+	int req[2][2], rep[2][2], i, r = 0;
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, urgent) ||
-	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, background))
-		return -errno;
-	fflush(stdout);
-	v->server = fork();
-	if (v->server < 0)
-		return -errno;
-	if (v->server == 0) {
-		close(urgent[0]);
-		close(background[0]);
-		server_main(urgent[1], background[1], v->npages, v->page_size,
-			    v->latency_us);
+	for (i = 0; i < 2; i++) {
+		req[i][0] = req[i][1] = rep[i][0] = rep[i][1] = -1;
+		if (pipe2(req[i], O_CLOEXEC) || pipe2(rep[i], O_CLOEXEC))
+			r = -errno;
 	}
-	close(urgent[1]);
-	close(background[1]);
-	v->urgent.fd = urgent[0];
-	v->background.fd = background[0];
+	if (!r) {
+		fflush(stdout);
+		v->server = fork();
+		if (v->server < 0)
+			r = -errno;
+	}
+	if (!r && v->server == 0) {
+		int rfd[2] = { req[0][0], req[1][0] };
+		int wfd[2] = { rep[0][1], rep[1][1] };
+
+		for (i = 0; i < 2; i++) {
+			close(req[i][1]);
+			close(rep[i][0]);
+		}
+		server_main(rfd, wfd, v->npages, v->page_size, v->latency_us);
+	}
+	for (i = 0; i < 2; i++) {
+		if (req[i][0] >= 0)
+			close(req[i][0]);
+		if (rep[i][1] >= 0)
+			close(rep[i][1]);
+		if (r) {
+			if (req[i][1] >= 0)
+				close(req[i][1]);
+			if (rep[i][0] >= 0)
+				close(rep[i][0]);
+		}
+	}
+	if (r)
+		return r;
+	v->urgent.fd = req[0][1];
+	v->urgent.rfd = rep[0][0];
+	v->background.fd = req[1][1];
+	v->background.rfd = rep[1][0];
 	return 0;
 }
 
@@ -1193,8 +1247,10 @@ main(int argc, char **argv)
 		.latency_us = 200,
 		.next_milestone = 1,
 		.progress_lock = PTHREAD_MUTEX_INITIALIZER,
-		.urgent = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 },
-		.background = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 },
+		.urgent = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1,
+			    .rfd = -1 },
+		.background = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1,
+				.rfd = -1 },
 	};
 	const struct guest *host = find_guest(HOST_ARCH, NULL);
 	const char *arch = NULL;
@@ -1279,8 +1335,12 @@ main(int argc, char **argv)
 	/* Closing both channels ends the server. */
 	if (v.urgent.fd >= 0)
 		close(v.urgent.fd);
+	if (v.urgent.rfd >= 0)
+		close(v.urgent.rfd);
 	if (v.background.fd >= 0)
 		close(v.background.fd);
+	if (v.background.rfd >= 0)
+		close(v.background.rfd);
 	if (waitpid(v.server, &status, 0) == v.server &&
 	    (!WIFEXITED(status) || WEXITSTATUS(status))) {
 		printf("error: the page server failed\n");
