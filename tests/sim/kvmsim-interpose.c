@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * kvmsim: the system-call boundary. These definitions take the place of
- * the C library's open(), ioctl() and close() for the whole process: from
+ * the C library's open(), ioctl() and close() for the whole process, and
+ * watch munmap(), mprotect(), madvise() and fallocate() for the MMU
+ * notifier events that zap a KVM Userfault slot's mappings: from
  * the test executable that links kvmsim (libmemfault.so's references
  * resolve to it) or from libkvmsim.so under LD_PRELOAD. Only "/dev/kvm" and
  * the fds kvmsim handed out are simulated; everything else goes to the next
@@ -26,6 +28,7 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -69,6 +72,10 @@ typedef int (*open2_fn)(const char *, int);
 typedef int (*openat2_fn)(int, const char *, int);
 typedef int (*ioctl_fn)(int, unsigned long, ...);
 typedef int (*close_fn)(int);
+typedef int (*munmap_fn)(void *, size_t);
+typedef int (*mprotect_fn)(void *, size_t, int);
+typedef int (*madvise_fn)(void *, size_t, int);
+typedef int (*fallocate_fn)(int, int, off_t, off_t);
 
 static bool
 needs_mode(int flags)
@@ -248,4 +255,106 @@ close(int fd)
 	if (next)
 		return next(fd);
 	return (int)syscall(SYS_close, fd);
+}
+
+/* ---- MMU notifier events ---- */
+
+#ifndef MADV_DONTNEED_LOCKED
+#define MADV_DONTNEED_LOCKED 24
+#endif
+
+/*
+ * Around the real call, as mmu_notifier_invalidate_range_start()/_end()
+ * bracket it: a mapping made while the call runs is dropped again at the
+ * end (in the kernel, mmu_invalidate_retry() makes such a fault retry).
+ */
+#define AROUND(addr, len, call)                                                \
+	({                                                                     \
+		int r_, e_;                                                    \
+		kvmsim__invalidate_hva((uint64_t)(uintptr_t)(addr), (len));    \
+		r_ = (call);                                                   \
+		e_ = errno;                                                    \
+		if (!r_ || e_ == ENOMEM)                                       \
+			kvmsim__invalidate_hva((uint64_t)(uintptr_t)(addr),    \
+					       (len));                         \
+		errno = e_;                                                    \
+		r_;                                                            \
+	})
+
+KVMSIM_EXPORT int
+munmap(void *addr, size_t len)
+{
+	munmap_fn next = NEXT("munmap", munmap_fn);
+
+	return AROUND(addr, len,
+		      next ? next(addr, len)
+			   : (int)syscall(SYS_munmap, addr, len));
+}
+
+/* change_protection() invalidates the range whatever the new protection. */
+KVMSIM_EXPORT int
+mprotect(void *addr, size_t len, int prot)
+{
+	mprotect_fn next = NEXT("mprotect", mprotect_fn);
+
+	return AROUND(addr, len,
+		      next ? next(addr, len, prot)
+			   : (int)syscall(SYS_mprotect, addr, len, prot));
+}
+
+/* Advice that unmaps pages: zap_page_range_single(), madvise_free_pte_range()
+ * and shmem_fallocate() under MADV_REMOVE each notify. */
+KVMSIM_EXPORT int
+madvise(void *addr, size_t len, int advice)
+{
+	madvise_fn next = NEXT("madvise", madvise_fn);
+
+	if (advice != MADV_DONTNEED && advice != MADV_DONTNEED_LOCKED &&
+	    advice != MADV_REMOVE && advice != MADV_FREE)
+		return next ? next(addr, len, advice)
+			    : (int)syscall(SYS_madvise, addr, len, advice);
+	return AROUND(addr, len,
+		      next ? next(addr, len, advice)
+			   : (int)syscall(SYS_madvise, addr, len, advice));
+}
+
+/*
+ * A guest_memfd is a memfd here, so the real call does the work; first
+ * the checks of kvm_gmem_fallocate(), then kvm_gmem_punch_hole()'s
+ * invalidation of the slots bound to the range.
+ */
+static int
+do_fallocate(const char *sym, int fd, int mode, off_t off, off_t len)
+{
+	fallocate_fn next = NEXT(sym, fallocate_fn);
+	long ps = (long)kvmsim__page_size();
+
+	if (kvmsim_fd_kind(fd) == KVMSIM_FD_GMEM) {
+		if (!(mode & FALLOC_FL_KEEP_SIZE) ||
+		    (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))) {
+			errno = EOPNOTSUPP;
+			return -1;
+		}
+		if (off < 0 || len <= 0 || off % ps || len % ps) {
+			errno = EINVAL;
+			return -1;
+		}
+		if (mode & FALLOC_FL_PUNCH_HOLE)
+			kvmsim__invalidate_gmem(fd, (uint64_t)off,
+						(uint64_t)len);
+	}
+	return next ? next(fd, mode, off, len)
+		    : (int)syscall(SYS_fallocate, fd, mode, off, len);
+}
+
+KVMSIM_EXPORT int
+fallocate(int fd, int mode, off_t off, off_t len)
+{
+	return do_fallocate("fallocate", fd, mode, off, len);
+}
+
+KVMSIM_EXPORT int
+fallocate64(int fd, int mode, off_t off, off_t len)
+{
+	return do_fallocate("fallocate64", fd, mode, off, len);
 }

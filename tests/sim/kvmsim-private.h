@@ -83,7 +83,21 @@ struct sim_slot {
 	struct sim_gmem *gmem;
 	bool gmem_only; /* KVM_MEMSLOT_GMEM_ONLY: the gmem had FLAG_MMAP */
 	uint64_t userfault_bitmap;
+	/*
+	 * The secondary MMU (stage-2/EPT/NPT) of a KVM_MEM_USERFAULT slot:
+	 * two bits per page, SIM_MAPPED_SHARED and SIM_MAPPED_PRIVATE << 0/1
+	 * at bit 2 * page, set when an access completes and cleared by the
+	 * invalidations that zap it (kvmsim-run.c). A mapped page is not
+	 * faulted on, so its userfault bit is not read. Reserved with
+	 * MAP_NORESERVE on first use, NULL while nothing is mapped.
+	 */
+	unsigned long *mapped;
+	size_t mapped_bytes;
 };
+
+#define SIM_MAPPED_SHARED  1u
+#define SIM_MAPPED_PRIVATE 2u
+#define SIM_MAPPED_ANY     3u
 
 /* A [start, end) range of gfns with KVM_MEMORY_ATTRIBUTE_PRIVATE. */
 struct sim_range {
@@ -164,6 +178,9 @@ struct sim_global {
 	size_t fds_hwm;       /* no object at or above this index (lock) */
 	struct kvmsim_stats stats; /* updated with atomics */
 	size_t page_size;
+	/* atomic: slots with a secondary-MMU table, so that munmap() and
+	 * friends look for VMs only when some page is mapped */
+	long nr_mapped_slots;
 };
 
 extern struct sim_global kvmsim__g;
@@ -204,5 +221,26 @@ int kvmsim__hva_file(uint64_t hva, dev_t *ret_dev, ino_t *ret_ino,
 
 /* kvmsim-run.c */
 int kvmsim__vcpu_run(struct sim_vcpu *vcpu);
+
+/*
+ * The modelled secondary MMU (kvmsim.c). vm->lock held for each. A slot's
+ * mapped pages: is page @off mapped for a @kind (SIM_MAPPED_*) access,
+ * record it mapped, and zap pages [first, first + count) of @kind (ANY:
+ * both). kvmsim__unmap_slot() drops the whole table (slot deleted, moved,
+ * KVM_MEM_USERFAULT toggled).
+ */
+bool kvmsim__slot_mapped(const struct sim_slot *s, uint64_t off, unsigned kind);
+void kvmsim__slot_map(struct sim_slot *s, uint64_t off, unsigned kind);
+void kvmsim__slot_zap(struct sim_slot *s, uint64_t first, uint64_t count,
+		      unsigned kind);
+void kvmsim__unmap_slot(struct sim_slot *s);
+/*
+ * MMU-notifier events (kvmsim-interpose.c): the host mapping of
+ * [hva, hva + len) is invalidated (munmap, mprotect, madvise), or
+ * [off, off + len) of guest_memfd @fd is punched; every VM's slots over it
+ * are zapped.
+ */
+void kvmsim__invalidate_hva(uint64_t hva, uint64_t len);
+void kvmsim__invalidate_gmem(int fd, uint64_t off, uint64_t len);
 
 #endif /* KVMSIM_PRIVATE_H */

@@ -6,7 +6,9 @@
  * open64(), openat(), openat64(), __open_2(), __open64_2(), __openat_2(),
  * __openat64_2(), ioctl() and close(); only the path "/dev/kvm" and the file
  * descriptors that kvmsim handed out are simulated, everything else is
- * forwarded to the C library (dlsym(RTLD_NEXT, ...)).
+ * forwarded to the C library (dlsym(RTLD_NEXT, ...)). It also defines
+ * munmap(), mprotect(), madvise(), fallocate() and fallocate64(), which it
+ * always forwards, noting the MMU-notifier events they are on the kernel.
  *
  * The ioctl numbers and struct layouts are the real ones (vendored Linux 7.2
  * uapi, plus the proposed KVM Userfault v3 memslot flag and bitmap). Every
@@ -91,6 +93,15 @@
  *   MADV_DONTNEED: on the kernel those drop the poisoned page), and on a
  *   guest_memfd page even if a hole is punched there; closing the
  *   guest_memfd forgets its poisoned pages (it is unbound at once).
+ * - KVM_MEM_USERFAULT slots have a secondary MMU: a page mapped by an
+ *   access that completed is accessed without a fault, so a bit set for
+ *   it later has no effect until the mapping is zapped, as on the kernel.
+ *   What zaps it: turning the flag on, deleting or moving the slot, a
+ *   memory attribute change, a guest_memfd punch (fallocate()), and
+ *   munmap(), mprotect() and madvise(MADV_DONTNEED, _DONTNEED_LOCKED,
+ *   _REMOVE, _FREE) of the slot's hva range, seen only through those C
+ *   library calls of this process: mmap(MAP_FIXED) over the range,
+ *   mremap(), raw system calls and reclaim zap nothing here.
  * - The x86 "C-bit" (KVMSIM_F_PRIVATE) is honoured in any VM type from 6.8;
  *   at 6.1, where no memory-fault exit exists, a private access is a bare
  *   -1/EFAULT instead.
