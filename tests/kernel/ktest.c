@@ -12,6 +12,12 @@
 #include <unistd.h>
 
 #include <linux/userfaultfd.h>
+#if !defined(KT_SIM)
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <sys/prctl.h>
+#endif
 
 #include "ktest.h"
 
@@ -707,6 +713,71 @@ kt_expect_fault(struct kt_vm *v, int rc, uint64_t gpa, uint64_t size,
 	for (int i = 0; i < 3; i++)
 		ck_assert_uint_eq(f->reserved[i], 0);
 }
+
+#if !defined(KT_SIM)
+/* Refuse KVM_SET_USER_MEMORY_REGION(2) on @fd for the calling thread. */
+static int
+deny_memslots(int fd)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ioctl, 0, 5),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)fd, 0, 3),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)KVM_SET_USER_MEMORY_REGION2, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)KVM_SET_USER_MEMORY_REGION, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOTRECOVERABLE),
+	};
+	struct sock_fprog prog = { sizeof(f) / sizeof(f[0]), f };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		return -errno;
+	return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) ? -errno : 0;
+}
+
+struct probe_arg {
+	int vm_fd, rc, deny_rc;
+	struct memfault_features f;
+};
+
+static void *
+probe_thread(void *p)
+{
+	struct probe_arg *a = p;
+	MEMFAULT_OPTS(memfault_vm_opts, o, .arch = KT_ARCH);
+	struct memfault_vm *vm = NULL;
+
+	a->deny_rc = deny_memslots(a->vm_fd);
+	if (a->deny_rc)
+		return NULL;
+	a->rc = memfault_vm_new(a->vm_fd, &o, &vm);
+	if (!a->rc) {
+		a->rc = memfault_vm_get_features(vm, &a->f, sizeof(a->f));
+		memfault_vm_free(vm);
+	}
+	return NULL;
+}
+
+int
+kt_probe_without_memslots(int vm_fd, struct memfault_features *f)
+{
+	struct probe_arg a = { .vm_fd = vm_fd };
+	pthread_t t;
+	int r;
+
+	r = pthread_create(&t, NULL, probe_thread, &a);
+	if (r)
+		return -r;
+	pthread_join(t, NULL);
+	if (a.deny_rc)
+		return a.deny_rc;
+	*f = a.f;
+	return a.rc;
+}
+#endif
+
 
 bool
 kt_uffd_usable(char *why, size_t len)

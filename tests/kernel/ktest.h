@@ -195,6 +195,13 @@ void kt_expect_fault(struct kt_vm *v, int rc, uint64_t gpa, uint64_t size,
 		     uint64_t flags, uint64_t kernel_flags, int32_t error,
 		     uint32_t origin);
 
+#if !defined(KT_SIM)
+/* memfault_vm_new(@vm_fd) in a thread where seccomp refuses
+ * KVM_SET_USER_MEMORY_REGION(2) on @vm_fd: 0 and its features in @f, the
+ * error of memfault_vm_new(), or -ENOSYS / -EINVAL where the kernel has
+ * no seccomp filters. */
+int kt_probe_without_memslots(int vm_fd, struct memfault_features *f);
+#endif
 /* Can this process use userfaultfd (the system call, or /dev/userfaultfd)?
  * If not, the reason in @why. */
 bool kt_uffd_usable(char *why, size_t len);
