@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The exit contract: what one KVM_RUN result means, the same on every
- * architecture (design.md section 3).
+ * architecture, for memfault_vcpu_run() and memfault_exit_classify() alike.
  */
 #include "memfault-private.h"
 #include "kvm-userfault-proposed.h"
