@@ -2,6 +2,7 @@
 /*
  * Dispatch: resolve memory faults inside the run loop (design.md section 4).
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,8 +13,20 @@
 #include "memfault-private.h"
 
 #define DEFAULT_MAX_REPEATS 16
-/* internal verdict: a kick arrived while waiting for another vCPU */
-#define VERDICT_INTERRUPTED 2
+/*
+ * Internal verdict: a kick arrived while resolving a fault. Outside both
+ * enum memfault_verdict and the negative errnos (-4095..-1) a handler may
+ * return, so that no handler's result can be mistaken for it.
+ */
+#define VERDICT_INTERRUPTED INT_MIN
+_Static_assert(VERDICT_INTERRUPTED < -4095, "collides with an errno");
+/*
+ * Pages paged in for one fault at most: a 2 MiB huge page of 4 KiB pages,
+ * the largest range one x86 fault covers. A longer reported range goes to
+ * the VMM after these, so that a bogus size (2^40 pages) cannot make one
+ * exit walk a whole region.
+ */
+#define MAX_FAULT_PAGES 512
 
 #define STAT_INC(v, field) memfault_stat_add(&(v)->stats.field, 1)
 
@@ -66,87 +79,131 @@ now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Handler timing costs two clock_gettime() per call: only when asked for
+ * (MEMFAULT_VCPU_TIME_HANDLERS), never on the default fast path. */
+static inline uint64_t
+handler_start(const struct memfault_vcpu *vcpu)
+{
+	return unlikely(vcpu->time_handlers) ? now_ns() : 0;
+}
+
+static inline void
+handler_end(struct memfault_vcpu *vcpu, uint64_t t0)
+{
+	if (unlikely(vcpu->time_handlers))
+		memfault_stat_add(&vcpu->stats.handler_ns, now_ns() - t0);
+}
+
 /* A handler's verdict, checked: anything else is the handler's bug. */
 static inline int
-checked(struct memfault_vcpu *vcpu, const char *what, int v, uint64_t t0)
+checked(struct memfault_vcpu *vcpu, const char *what, int v)
 {
-	memfault_stat_add(&vcpu->stats.handler_ns, now_ns() - t0);
-	if (v == MEMFAULT_RESOLVED || v == MEMFAULT_TO_VMM ||
-	    (v < 0 && v > -4096))
+	if (likely(v == MEMFAULT_RESOLVED || v == MEMFAULT_TO_VMM ||
+		   (v < 0 && v > -4096)))
 		return v;
 	memfault_vm_log(vcpu->vm, 3, "%s handler returned %d", what, v);
 	return -EPROTO;
 }
 
-/* A kick interrupted a wait: consume it as memfault_vcpu_run() would. */
-static bool
+/* A kick ended a wait or came between pages: consume it as
+ * memfault_vcpu_run() would. Only this thread clears immediate_exit; a
+ * kick storing 1 after this store makes the next KVM_RUN return at once. */
+static int
 take_kick(struct memfault_vcpu *vcpu)
 {
-	if (!MEMFAULT_READ_ONCE(vcpu->run->immediate_exit))
-		return false;
 	MEMFAULT_WRITE_ONCE(vcpu->run->immediate_exit, 0);
-	return true;
+	return VERDICT_INTERRUPTED;
 }
 
 static int
-resolve_userfault(struct memfault_vcpu *vcpu, const struct memfault_fault *f)
+page_in_one(struct memfault_vcpu *vcpu, struct memfault_region *region,
+	    uint64_t page, const struct memfault_fault *f)
 {
 	const struct memfault_handlers *h = &vcpu->vm->handlers;
-	struct memfault_region *region;
-	uint64_t page, last;
+	struct memfault_uffd_reg *ureg;
+	uint64_t t0;
 	int r;
 
-	if (f->flags & (MEMFAULT_FAULT_SIZE_ZERO | MEMFAULT_FAULT_OVERFLOW))
-		return MEMFAULT_TO_VMM;
-	if (memfault_vm_find_region(vcpu->vm, f->gpa, &region, &page))
-		return MEMFAULT_TO_VMM;
-	last = page + ((f->size - 1) >> memfault_page_shift);
-	if (last >= region->npages)
-		last = region->npages - 1;
-	for (; page <= last; page++) {
-		r = memfault_region_claim_page(region, page, 0);
-		if (r == -EINTR) {
-			if (take_kick(vcpu))
-				return VERDICT_INTERRUPTED;
-			page--; /* another signal: wait again */
-			continue;
-		}
-		if (r < 0)
-			return r;
-		if (r == MEMFAULT_CLAIM_PRESENT) {
-			/* another vCPU fetched it, or it was never missing */
-			STAT_INC(vcpu, page_waits);
-			continue;
-		}
-		if (!h->page_in) {
-			memfault_region_abort(region, page);
-			return MEMFAULT_TO_VMM;
-		}
-		uint64_t t0 = now_ns();
-		struct memfault_uffd_reg *ureg = memfault_region_get_uffd(region);
-
-		/* With userfaultfd, a write to the hva would itself fault:
-		 * the page is filled aside and installed by uffd.c. */
-		r = checked(vcpu, "page_in",
-			    ureg ? memfault_uffd_page_in(ureg, vcpu, page) :
-			    h->page_in(h->user, vcpu, region, page,
-				       region->hva ? (char *)region->hva +
-							     (page << memfault_page_shift) :
-						     NULL,
-				       memfault_page_size),
-			    t0);
-		if (r != MEMFAULT_RESOLVED) {
-			/* one of the waiters takes the page over */
-			memfault_region_abort(region, page);
-			memfault_vm_log(vcpu->vm, 4,
-					"page_in of gpa %#llx failed: %d",
-					(unsigned long long)f->gpa, r);
-			return r;
-		}
-		memfault_region_publish_page(region, page);
-		STAT_INC(vcpu, page_ins);
+	/* A kick ends the wait for another thread's fetch: -EINTR means
+	 * immediate_exit is set, whatever the signal's SA_RESTART. */
+	r = memfault_region_claim_page_vcpu(region, page, vcpu);
+	if (r == -EINTR)
+		return take_kick(vcpu);
+	if (r < 0)
+		return r;
+	if (r == MEMFAULT_CLAIM_PRESENT) {
+		/* another vCPU fetched it, or it was never missing */
+		STAT_INC(vcpu, page_waits);
+		return MEMFAULT_RESOLVED;
 	}
+	if (!h->page_in) {
+		memfault_region_abort(region, page);
+		return MEMFAULT_TO_VMM;
+	}
+	ureg = memfault_region_get_uffd(region);
+	t0 = handler_start(vcpu);
+	/* With userfaultfd, a write to the hva would itself fault: the page
+	 * is filled aside and installed by uffd.c. */
+	r = ureg ? memfault_uffd_page_in(ureg, vcpu, page) :
+		   h->page_in(h->user, vcpu, region, page,
+			      region->hva ? (char *)region->hva +
+						    (page << memfault_page_shift) :
+					    NULL,
+			      memfault_page_size);
+	handler_end(vcpu, t0);
+	r = checked(vcpu, "page_in", r);
+	if (r != MEMFAULT_RESOLVED) {
+		/* one of the waiters takes the page over */
+		memfault_region_abort(region, page);
+		memfault_vm_log(vcpu->vm, 4, "page_in of gpa %#llx failed: %d",
+				(unsigned long long)f->gpa, r);
+		return r;
+	}
+	memfault_region_publish_page(region, page);
+	STAT_INC(vcpu, page_ins);
 	return MEMFAULT_RESOLVED;
+}
+
+/*
+ * Page in exactly the pages [gpa, gpa + size) touches inside the region
+ * that holds gpa, at most MAX_FAULT_PAGES of them. The range is the
+ * kernel's report (or an interposer's): it may be unaligned, cross the
+ * region's end or be absurdly long. Whatever is left (outside the region,
+ * or beyond the bound) is the VMM's: MEMFAULT_TO_VMM after the pages in
+ * range were paged in.
+ */
+static int
+resolve_userfault(struct memfault_vcpu *vcpu, const struct memfault_fault *f)
+{
+	struct memfault_region *region;
+	uint64_t page, first, last;
+	bool rest = false;
+	int r;
+
+	if (!f->size || f->size - 1 > UINT64_MAX - f->gpa)
+		return MEMFAULT_TO_VMM;
+	if (memfault_vm_find_region(vcpu->vm, f->gpa, &region, &first))
+		return MEMFAULT_TO_VMM;
+	/* f->gpa >= region->gpa (found), and the end does not wrap (above) */
+	last = (f->gpa + (f->size - 1) - region->gpa) >> memfault_page_shift;
+	if (last >= region->npages) {
+		last = region->npages - 1;
+		rest = true;
+	}
+	if (last - first >= MAX_FAULT_PAGES) {
+		last = first + MAX_FAULT_PAGES - 1;
+		rest = true;
+	}
+	for (page = first; page <= last; page++) {
+		/* a kick is answered between pages, not after the last one */
+		if (page != first &&
+		    unlikely(MEMFAULT_READ_ONCE(vcpu->run->immediate_exit)))
+			return take_kick(vcpu);
+		r = page_in_one(vcpu, region, page, f);
+		if (r != MEMFAULT_RESOLVED)
+			return r;
+	}
+	return rest ? MEMFAULT_TO_VMM : MEMFAULT_RESOLVED;
 }
 
 static int
@@ -180,9 +237,11 @@ default_convert(struct memfault_vcpu *vcpu, const struct memfault_fault *f)
 	if (h->discard) {
 		uint64_t gpa = f->gpa & ~pmask;
 		uint64_t len = ((f->gpa + f->size + pmask) & ~pmask) - gpa;
-		uint64_t t0 = now_ns();
-		int r = checked(vcpu, "discard",
-				h->discard(h->user, gpa, len, to_private), t0);
+		uint64_t t0 = handler_start(vcpu);
+		int r = h->discard(h->user, gpa, len, to_private);
+
+		handler_end(vcpu, t0);
+		r = checked(vcpu, "discard", r);
 
 		if (r < 0)
 			return r;
@@ -197,11 +256,14 @@ call_fault_handler(struct memfault_vcpu *vcpu, const char *what,
 		   const struct memfault_fault *f)
 {
 	uint64_t t0;
+	int r;
 
 	if (!fn)
 		return MEMFAULT_TO_VMM;
-	t0 = now_ns();
-	return checked(vcpu, what, fn(vcpu->vm->handlers.user, vcpu, f), t0);
+	t0 = handler_start(vcpu);
+	r = fn(vcpu->vm->handlers.user, vcpu, f);
+	handler_end(vcpu, t0);
+	return checked(vcpu, what, r);
 }
 
 static bool

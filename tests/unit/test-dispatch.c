@@ -5,7 +5,9 @@
  * kicks while waiting, and the same callbacks on both arch models.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "sim-env.h"
 #include "test-common.h"
@@ -421,6 +423,11 @@ START_TEST(no_attributes_no_conversion)
 }
 END_TEST
 
+struct waiter {
+	struct vcpu_thread vt;
+	int done; /* atomic */
+};
+
 static void *
 hold_thread(void *arg)
 {
@@ -430,47 +437,188 @@ hold_thread(void *arg)
 	return NULL;
 }
 
-/* vCPU A fetches a page slowly; vCPU B waits for it and is kicked. */
-START_TEST(kick_while_waiting_for_a_page)
+static void *
+waiter_thread(void *arg)
 {
-	struct vcpu_thread a = { 0 }, b = { 0 };
+	struct waiter *w = arg;
+
+	w->vt.result = memfault_vcpu_run_dispatch(w->vt.vcpu);
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static volatile sig_atomic_t vmm_kicks_handled;
+
+static void
+on_vmm_kick(int sig)
+{
+	(void)sig;
+	vmm_kicks_handled++;
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * vCPU A fetches a page slowly; vCPU B waits for it and is kicked. The
+ * kick must end B's wait at once, with the library's own kick handler
+ * (mode 0), a VMM handler installed with SA_RESTART (1: the futex wait is
+ * restarted, the signal alone never ends it) and one without (2). A holds
+ * the page until B answered or 2 s passed, so that a kick lost in the wait
+ * fails instead of being answered by the publish.
+ */
+static void
+kick_while_waiting(int model, int mode)
+{
+	MEMFAULT_OPTS(memfault_vcpu_opts, vo,
+		      .kick_signal = mode ? SIGUSR2 : 0,
+		      .flags = mode ? MEMFAULT_VCPU_NO_SIGNAL_HANDLER : 0);
+	struct sigaction sa = { .sa_handler = on_vmm_kick };
+	struct vcpu_thread a = { 0 };
+	struct waiter b = { 0 };
 	struct memfault_region *r;
+	struct kvm_run *brun;
 	struct sim_env e;
 	struct ctx c;
+	double t0, waited;
+	int answered;
 
-	sim_env_open(&e, sim_models[_i].arch, KVMSIM_LEVEL_7_2_UF);
+	sim_env_open(&e, sim_models[model].arch, KVMSIM_LEVEL_7_2_UF);
 	ctx_init(&c, &e);
 	r = uf_region(&c);
+	if (mode) {
+		sa.sa_flags = mode == 1 ? SA_RESTART : 0;
+		sigemptyset(&sa.sa_mask);
+		ck_assert_int_eq(sigaction(SIGUSR2, &sa, NULL), 0);
+	}
+	vmm_kicks_handled = 0;
 	a.vcpu = e.vcpu;
 	a.fd = e.vcpu_fd;
-	b.fd = ioctl(e.vm_fd, KVM_CREATE_VCPU, 1);
-	ck_assert_int_eq(memfault_vcpu_new(e.vm, b.fd, NULL, &b.vcpu), 0);
+	b.vt.fd = ioctl(e.vm_fd, KVM_CREATE_VCPU, 1);
+	ck_assert_int_eq(memfault_vcpu_new(e.vm, b.vt.fd, &vo, &b.vt.vcpu), 0);
 	ck_assert_int_eq(kvmsim_vcpu_set_script_text(a.fd, "load:0x20000000:1"),
 			 0);
-	ck_assert_int_eq(kvmsim_vcpu_set_script_text(b.fd, "load:0x20000000:1"),
-			 0);
+	ck_assert_int_eq(kvmsim_vcpu_set_script_text(b.vt.fd,
+						     "load:0x20000000:1"), 0);
 	c.hold = 1;
 	pthread_create(&a.t, NULL, hold_thread, &a);
 	pthread_mutex_lock(&c.lock);
 	while (!c.holding)
 		pthread_cond_wait(&c.cond, &c.lock);
 	pthread_mutex_unlock(&c.lock);
-	pthread_create(&b.t, NULL, hold_thread, &b);
+	pthread_create(&b.vt.t, NULL, waiter_thread, &b);
 	usleep(50 * 1000); /* B is asleep in the claim by now */
-	ck_assert_int_eq(memfault_vcpu_kick(b.vcpu), 0);
-	pthread_join(b.t, NULL);
-	ck_assert_int_eq(b.result, MEMFAULT_RUN_INTERRUPTED);
-	/* release A: it publishes; B then runs through without a fetch */
+	ck_assert_int_eq(__atomic_load_n(&b.done, __ATOMIC_ACQUIRE), 0);
+	t0 = now_s();
+	ck_assert_int_eq(memfault_vcpu_kick(b.vt.vcpu), 0);
+	while (!(answered = __atomic_load_n(&b.done, __ATOMIC_ACQUIRE)) &&
+	       now_s() - t0 < 2)
+		usleep(100);
+	waited = now_s() - t0;
+	/* release A either way: it publishes; B then runs through */
 	pthread_mutex_lock(&c.lock);
 	c.hold = 0;
 	pthread_cond_broadcast(&c.cond);
 	pthread_mutex_unlock(&c.lock);
+	pthread_join(b.vt.t, NULL);
 	pthread_join(a.t, NULL);
+	ck_assert_msg(answered, "kick not answered in the page-in wait after %.0f ms (mode %d)",
+		      waited * 1e3, mode);
+	/* promptly: the bound is generous, a lost kick waits the full 2 s */
+	ck_assert_msg(waited < 0.5, "kick answered after %.0f ms", waited * 1e3);
+	ck_assert_int_eq(b.vt.result, MEMFAULT_RUN_INTERRUPTED);
+	ck_assert_int_eq(memfault_vcpu_get_run(b.vt.vcpu, &brun), 0);
+	ck_assert_uint_eq(brun->immediate_exit, 0); /* consumed */
+	if (mode)
+		ck_assert_int_ge(vmm_kicks_handled, 1);
 	ck_assert_int_eq(a.result, MEMFAULT_RUN_EXIT);
-	ck_assert_int_eq(memfault_vcpu_run_dispatch(b.vcpu), MEMFAULT_RUN_EXIT);
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(b.vt.vcpu), MEMFAULT_RUN_EXIT);
 	ck_assert_uint_eq(c.fetches[0], 1);
-	memfault_vcpu_free(b.vcpu);
-	close(b.fd);
+	memfault_vcpu_free(b.vt.vcpu);
+	close(b.vt.fd);
+	memfault_region_free(r);
+	munmap(c.mem, NPAGES * e.page);
+	sim_env_close(&e);
+	signal(SIGUSR2, SIG_DFL);
+}
+
+START_TEST(kick_while_waiting_for_a_page)
+{
+	kick_while_waiting(_i, 0);
+}
+END_TEST
+
+START_TEST(kick_while_waiting_sa_restart)
+{
+	kick_while_waiting(_i, 1);
+}
+END_TEST
+
+START_TEST(kick_while_waiting_vmm_handler)
+{
+	kick_while_waiting(_i, 2);
+}
+END_TEST
+
+static int
+slow_page_in(void *user, struct memfault_vcpu *vcpu, struct memfault_region *r,
+	     uint64_t page, void *hva, uint64_t page_size)
+{
+	(void)user;
+	(void)vcpu;
+	(void)r;
+	(void)page;
+	usleep(2000);
+	memset(hva, 1, page_size);
+	return MEMFAULT_RESOLVED;
+}
+
+/*
+ * Handler timing only with MEMFAULT_VCPU_TIME_HANDLERS: without it a
+ * resolved fault reads no clock and handler_ns stays 0 (a handler that
+ * takes 2 ms per call would show); with it, the time is counted.
+ */
+START_TEST(handler_timing_only_when_asked)
+{
+	MEMFAULT_OPTS(memfault_vcpu_opts, timed,
+		      .flags = MEMFAULT_VCPU_TIME_HANDLERS);
+	MEMFAULT_OPTS(memfault_vcpu_opts, unknown, .flags = 1u << 3);
+	MEMFAULT_OPTS(memfault_handlers, h, .page_in = slow_page_in);
+	struct memfault_vcpu_stats st;
+	struct memfault_vcpu *v = NULL;
+	struct memfault_region *r;
+	struct sim_env e;
+	struct ctx c;
+
+	sim_env_open(&e, sim_models[_i].arch, KVMSIM_LEVEL_7_2_UF);
+	ctx_init(&c, &e);
+	ck_assert_int_eq(memfault_vm_set_handlers(e.vm, &h), 0);
+	r = uf_region(&c);
+	ck_assert_int_eq(memfault_vcpu_new(e.vm, e.vcpu_fd, &unknown, &v),
+			 -EINVAL);
+	ck_assert_ptr_null(v);
+	/* default: not timed */
+	sim_env_script(&e, "load:0x20000000:1;load:0x20001000:1");
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu), MEMFAULT_RUN_EXIT);
+	ck_assert_int_eq(memfault_vcpu_get_stats(e.vcpu, &st, sizeof(st)), 0);
+	ck_assert_uint_eq(st.page_ins, 2);
+	ck_assert_uint_eq(st.handler_ns, 0);
+	/* asked for: at least the 2 x 2 ms the handler slept */
+	ck_assert_int_eq(memfault_vcpu_new(e.vm, e.vcpu_fd, &timed, &v), 0);
+	memfault_vcpu_free(e.vcpu);
+	e.vcpu = v;
+	sim_env_script(&e, "load:0x20002000:1;load:0x20003000:1");
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu), MEMFAULT_RUN_EXIT);
+	ck_assert_int_eq(memfault_vcpu_get_stats(e.vcpu, &st, sizeof(st)), 0);
+	ck_assert_uint_eq(st.page_ins, 2);
+	ck_assert_uint_ge(st.handler_ns, 4000000);
+	ck_assert_uint_lt(st.handler_ns, 10000000000ull);
 	memfault_region_free(r);
 	munmap(c.mem, NPAGES * e.page);
 	sim_env_close(&e);
@@ -568,6 +716,12 @@ main(void)
 		tcase_add_loop_test(tc, no_attributes_no_conversion, m[i],
 				    m[i] + 1);
 		tcase_add_loop_test(tc, kick_while_waiting_for_a_page, m[i],
+				    m[i] + 1);
+		tcase_add_loop_test(tc, kick_while_waiting_sa_restart, m[i],
+				    m[i] + 1);
+		tcase_add_loop_test(tc, kick_while_waiting_vmm_handler, m[i],
+				    m[i] + 1);
+		tcase_add_loop_test(tc, handler_timing_only_when_asked, m[i],
 				    m[i] + 1);
 	}
 	ADD_TEST(tc, default_conversion_both_ways_x86);
