@@ -42,6 +42,10 @@
 #define MSG_BATCH 16
 /* UFFDIO_* return EAGAIN while the mm changes under them; bounded. */
 #define EAGAIN_RETRIES 1000
+/* A page found present, then missing again, so many times in a row. */
+#define PRESENT_RETRIES 8
+/* Tries of a wake-up or unregistration that failed (see wake_range()). */
+#define WAKE_TRIES 3
 #define NBUCKETS MEMFAULT_UFFD_LATENCY_BUCKETS
 
 #define UADD(u, field, n) __atomic_fetch_add(&(u)->field, (n), __ATOMIC_RELAXED)
@@ -74,6 +78,9 @@ struct memfault_uffd {
 
 	char *bounce;
 	uint64_t bounce_used; /* atomic: one bit per bounce page in use */
+
+	/* orders install_present() against memfault_uffd_zap() */
+	pthread_mutex_t zap_lock;
 
 	/* atomic: added to by every serving thread and vCPU */
 	uint64_t faults, page_ins, kvm_page_ins, waits, unknown, errors;
@@ -211,12 +218,25 @@ uffd_poison(int fd, uintptr_t addr)
 	return ioctl(fd, UFFDIO_POISON, &p) ? -errno : 0;
 }
 
+/*
+ * UFFDIO_WAKE fails only on arguments we never pass (EINVAL for a range
+ * outside every registration), yet a lost wake-up leaves a thread asleep
+ * for good: a failure is tried again, a bounded number of times.
+ */
+static void
+wake_range(int fd, uintptr_t start, uint64_t len)
+{
+	struct uffdio_range r = { .start = start, .len = len };
+
+	for (int i = 0; i < WAKE_TRIES; i++)
+		if (!ioctl(fd, UFFDIO_WAKE, &r))
+			return;
+}
+
 static void
 uffd_wake(int fd, uintptr_t addr)
 {
-	struct uffdio_range r = { .start = addr, .len = memfault_page_size };
-
-	(void)ioctl(fd, UFFDIO_WAKE, &r);
+	wake_range(fd, addr, memfault_page_size);
 }
 
 /* ---- bounce buffers ---- */
@@ -237,10 +257,15 @@ bounce_get(struct memfault_uffd *u, int *slot)
 						__ATOMIC_ACQUIRE,
 						__ATOMIC_RELAXED)) {
 			*slot = i;
-			return u->bounce + ((size_t)i << memfault_page_shift);
+			p = u->bounce + ((size_t)i << memfault_page_shift);
+			/* The previous page-in's bytes must not reach this
+			 * page: what page_in() leaves alone installs as
+			 * zeros (memfault.h). */
+			memset(p, 0, memfault_page_size);
+			return p;
 		}
 	}
-	/* more page-ins at once than slots: a page of our own */
+	/* more page-ins at once than slots: a page of our own (zeros) */
 	*slot = -1;
 	p = mmap(NULL, memfault_page_size, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -271,14 +296,16 @@ page_addr(const struct memfault_uffd_reg *g, uint64_t page)
  * next fetch rewrites it through the alias). MISSING: their contents must
  * go too; MADV_DONTNEED does that for private memory, and MADV_REMOVE
  * (which refuses private memory) for shared memory, whose page cache
- * would otherwise be mapped again without a fault.
+ * would otherwise be mapped again without a fault. Either unmaps, which
+ * KVM's MMU notifier follows.
  */
-static void
+static int
 zap(const struct memfault_uffd_reg *g, uintptr_t addr, size_t len)
 {
-	if (g->mode == MEMFAULT_UFFD_MINOR ||
-	    madvise((void *)addr, len, MADV_REMOVE))
-		(void)madvise((void *)addr, len, MADV_DONTNEED);
+	if (g->mode == MEMFAULT_UFFD_MISSING &&
+	    !madvise((void *)addr, len, MADV_REMOVE))
+		return 0;
+	return madvise((void *)addr, len, MADV_DONTNEED) ? -errno : 0;
 }
 
 /* Install a page the caller has claimed and filled. */
@@ -304,7 +331,7 @@ install_fetched(struct memfault_uffd_reg *g, uint64_t page, const void *src)
 		/* A page is there where the bitmap says missing (a zero page
 		 * a stale fault installed just before the page was marked
 		 * missing): the fetched contents win. */
-		zap(g, addr, memfault_page_size);
+		(void)zap(g, addr, memfault_page_size);
 		r = uffd_copy(g->u->fd, addr, src);
 	}
 	return r;
@@ -352,18 +379,19 @@ memfault_uffd_page_in(struct memfault_uffd_reg *g, struct memfault_vcpu *vcpu,
 void
 memfault_uffd_wake(struct memfault_uffd_reg *g, uint64_t first, uint64_t count)
 {
-	struct uffdio_range r = {
-		.start = page_addr(g, first),
-		.len = count << memfault_page_shift,
-	};
-
-	(void)ioctl(g->u->fd, UFFDIO_WAKE, &r);
+	wake_range(g->u->fd, page_addr(g, first), count << memfault_page_shift);
 }
 
-void
+int
 memfault_uffd_zap(struct memfault_uffd_reg *g, uint64_t first, uint64_t count)
 {
-	zap(g, page_addr(g, first), (size_t)(count << memfault_page_shift));
+	int r;
+
+	/* Against install_present(): see there. */
+	pthread_mutex_lock(&g->u->zap_lock);
+	r = zap(g, page_addr(g, first), (size_t)(count << memfault_page_shift));
+	pthread_mutex_unlock(&g->u->zap_lock);
+	return r;
 }
 
 /*
@@ -402,14 +430,31 @@ fail_page(struct memfault_uffd *u, struct memfault_uffd_reg *g, uint64_t page,
 			err);
 }
 
-/* A present page faulted: map it again if it was unmapped, or wake. */
-static void
+/*
+ * A page found present faulted: map it again if it was unmapped, or wake.
+ * Returns false, having done nothing, if the page is missing again: the
+ * caller claims it anew.
+ *
+ * The claim saw the bit clear, but memfault_region_mark_missing() may have
+ * set it and unmapped the page since: a zero page (MISSING) or the old
+ * page cache (MINOR) installed now would be read as the page's contents
+ * with no fault and no fetch. So the bit is checked again under the lock
+ * memfault_uffd_zap() holds: either that zap comes after us and unmaps
+ * what we install, or its bit, set before its zap, is visible here (the
+ * mutex's unlock/lock orders them).
+ */
+static bool
 install_present(struct memfault_uffd *u, struct memfault_uffd_reg *g,
 		uint64_t page)
 {
 	uintptr_t addr = page_addr(g, page);
 	int r;
 
+	pthread_mutex_lock(&u->zap_lock);
+	if (memfault_region_is_missing(g->region, page) == 1) {
+		pthread_mutex_unlock(&u->zap_lock);
+		return false;
+	}
 	if (g->mode == MEMFAULT_UFFD_MINOR) {
 		r = uffd_continue(u->fd, addr);
 		if (r == -EFAULT) {
@@ -423,8 +468,10 @@ install_present(struct memfault_uffd *u, struct memfault_uffd_reg *g,
 		/* anonymous memory that was unmapped reads as zeros */
 		r = uffd_zeropage(u->fd, addr);
 	}
+	pthread_mutex_unlock(&u->zap_lock);
 	if (r)
 		uffd_wake(u->fd, addr); /* EEXIST: mapped meanwhile */
+	return true;
 }
 
 static struct memfault_uffd_reg *
@@ -484,7 +531,23 @@ handle_msg(struct memfault_uffd *u, const struct uffd_msg *msg, uint64_t t0)
 		goto out;
 	}
 	page = (addr - g->start) >> memfault_page_shift;
-	r = memfault_region_claim_page(g->region, page, MEMFAULT_CLAIM_NOWAIT);
+	for (int tries = 0;; tries++) {
+		r = memfault_region_claim_page(g->region, page,
+					       MEMFAULT_CLAIM_NOWAIT);
+		if (r != MEMFAULT_CLAIM_PRESENT)
+			break;
+		if (install_present(u, g, page)) {
+			UADD(u, waits, 1);
+			goto out;
+		}
+		/* marked missing again: claim it for a fetch; marked and
+		 * published over and over, the thread faults again */
+		if (tries == PRESENT_RETRIES) {
+			UADD(u, waits, 1);
+			uffd_wake(u->fd, addr);
+			goto out;
+		}
+	}
 	if (r == MEMFAULT_CLAIM_FETCH) {
 		r = fill_and_install(g, vcpu, page);
 		if (r == MEMFAULT_RESOLVED) {
@@ -502,9 +565,6 @@ handle_msg(struct memfault_uffd *u, const struct uffd_msg *msg, uint64_t t0)
 			r = -EPROTO;
 		}
 		fail_page(u, g, page, tid, r);
-	} else if (r == MEMFAULT_CLAIM_PRESENT) {
-		UADD(u, waits, 1);
-		install_present(u, g, page);
 	} else {
 		/* MEMFAULT_CLAIM_BUSY: the fetcher's install wakes us, or
 		 * its publish or abort does (memfault_uffd_wake()) */
@@ -716,6 +776,7 @@ memfault_uffd_new(struct memfault_vm *vm, const struct memfault_uffd_opts *opts,
 	u->fd = -1;
 	u->stop_fd = -1;
 	u->bounce = MAP_FAILED;
+	u->zap_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 	r = uffd_create(&u->fd, &u->features);
 	if (r == -EPERM) {
 		memfault_vm_log(vm, 3,
@@ -773,8 +834,11 @@ unregister_reg(struct memfault_uffd *u, struct memfault_uffd_reg *g)
 
 	/* Wakes the faults still waiting on the range (userfaultfd_unregister()
 	 * in the kernel): they retry without userfaultfd. The range may be
-	 * unmapped by now: nothing to do then. */
-	(void)ioctl(u->fd, UFFDIO_UNREGISTER, &r);
+	 * unmapped by now: nothing to do then. A range left registered would
+	 * trap with nobody to serve it: a failure is tried again. */
+	for (int i = 0; i < WAKE_TRIES; i++)
+		if (!ioctl(u->fd, UFFDIO_UNREGISTER, &r))
+			break;
 	memfault_region_set_uffd(g->region, NULL);
 	for (size_t i = 0; i < u->nr_regs; i++) {
 		if (u->regs[i] != g)
@@ -818,6 +882,7 @@ memfault_uffd_free(struct memfault_uffd *u)
 	munmap(u->bounce, (size_t)BOUNCE_SLOTS << memfault_page_shift);
 	pthread_rwlock_destroy(&u->lock);
 	pthread_mutex_destroy(&u->err_lock);
+	pthread_mutex_destroy(&u->zap_lock);
 	free(u->regs);
 	free(u->vcpus);
 	memfault_vm_unref(u->vm);
@@ -843,19 +908,24 @@ memfault_uffd_get_fd(const struct memfault_uffd *u)
 
 /* Unmap the missing pages of a new registration: a page whose bit is set
  * must fault on every access. */
-static void
+static int
 zap_missing(struct memfault_uffd_reg *g)
 {
 	const struct memfault_region *region = g->region;
 	uint64_t p = 0, q;
+	int r;
 
 	while (p < region->npages &&
 	       !memfault_region_find_missing(region, p, &p)) {
 		if (memfault_region_find_present(region, p, &q))
 			q = region->npages;
-		memfault_uffd_zap(g, p, q - p);
+		/* the range is mapped: UFFDIO_REGISTER checked */
+		r = memfault_uffd_zap(g, p, q - p);
+		if (r)
+			return r;
 		p = q;
 	}
+	return 0;
 }
 
 MEMFAULT_EXPORT int
@@ -934,11 +1004,16 @@ memfault_uffd_register(struct memfault_uffd *u, struct memfault_region *region,
 		r = -EOPNOTSUPP;
 		goto err_unlock;
 	}
+	/* Before the region points to us: a failure undoes it all. */
+	r = zap_missing(g);
+	if (r) {
+		(void)ioctl(u->fd, UFFDIO_UNREGISTER, &ur.range);
+		goto err_unlock;
+	}
 	memmove(&u->regs[pos + 1], &u->regs[pos],
 		(u->nr_regs - pos) * sizeof(*u->regs));
 	u->regs[pos] = g;
 	u->nr_regs++;
-	zap_missing(g);
 	memfault_region_set_uffd(region, g);
 	pthread_rwlock_unlock(&u->lock);
 	return 0;

@@ -28,6 +28,7 @@
 #define CPAGES 64 /* combined mode: pages per region */
 #define CVCPUS 4
 #define CHOSTS 4
+#define PARTIAL_BYTES 16
 
 enum run_mode { MODE_THREAD, MODE_POLL };
 
@@ -48,6 +49,8 @@ struct fx {
 	uint64_t fail_page;
 	int fail_ret;
 	int fail_left; /* atomic */
+	/* page_in() of @partial_page writes its first PARTIAL_BYTES only */
+	uint64_t partial_page;
 	int slow_us;
 	/* hold a page_in() from a vCPU until released */
 	pthread_mutex_t lock;
@@ -138,7 +141,10 @@ page_in(void *user, struct memfault_vcpu *vcpu, struct memfault_region *r,
 	if (page == f->fail_page &&
 	    __atomic_fetch_sub(&f->fail_left, 1, __ATOMIC_RELAXED) > 0)
 		return f->fail_ret;
-	fill_page(hva, page, page_size);
+	if (page == f->partial_page)
+		memset(hva, 0x11, PARTIAL_BYTES);
+	else
+		fill_page(hva, page, page_size);
 	/* atomic: the reader learns of it through the kernel's wake-up,
 	 * which TSan does not see */
 	__atomic_store_n(&f->seen_vcpu[page], vcpu, __ATOMIC_RELAXED);
@@ -173,6 +179,7 @@ fx_open(struct fx *f, uint32_t arch, uint32_t level)
 	memset(f, 0, sizeof(*f));
 	f->memfd = -1;
 	f->fail_page = UINT64_MAX;
+	f->partial_page = UINT64_MAX;
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->cond, NULL);
 	sim_env_open(&f->e, arch, level);
@@ -443,6 +450,38 @@ START_TEST(mark_missing_refetches)
 		ck_assert(page_ok(F.mem + p * F.ps, p, F.ps));
 		ck_assert_uint_eq(LD(F.fetches[p]), p >= 4 && p < 12 ? 2 : 1);
 	}
+	fx_close(&F);
+}
+END_TEST
+
+/*
+ * Issue 17 defect 2: in MISSING mode page_in() fills a bounce buffer that
+ * an earlier page-in used. A handler that writes part of the page and
+ * says RESOLVED installs zeros in the rest, never the previous page's
+ * bytes (slot 0 serves one page-in after another here: one thread).
+ */
+START_TEST(partial_page_in_installs_zeros)
+{
+	const unsigned char *p;
+
+	fx_open(&F, KVMSIM_X86_64, KVMSIM_LEVEL_7_2);
+	fx_memory(&F, MEMFAULT_UFFD_MISSING, 4);
+	fx_region(&F, MEMFAULT_REGION_NO_MEMSLOT, 0);
+	fx_uffd(&F, MODE_THREAD);
+	F.partial_page = 1;
+	ck_assert(page_ok(F.mem, 0, F.ps)); /* fetched whole, nonzero */
+	p = (const unsigned char *)F.mem + F.ps;
+	ck_assert_uint_eq(p[0], 0x11);
+	ck_assert_uint_eq(p[PARTIAL_BYTES - 1], 0x11);
+	for (size_t i = PARTIAL_BYTES; i < F.ps; i++)
+		ck_assert_msg(!p[i], "byte %zu of the partly filled page is "
+			      "%#x: another page's data", i, p[i]);
+	/* and again after a refetch of both, in the other order */
+	ck_assert_int_eq(memfault_region_mark_missing(F.r, 0, 2), 0);
+	ck_assert_uint_eq(p[0], 0x11);
+	ck_assert(page_zero(p + PARTIAL_BYTES, F.ps - PARTIAL_BYTES));
+	ck_assert(page_ok(F.mem, 0, F.ps));
+	ck_assert_uint_eq(LD(F.fetches[1]), 2);
 	fx_close(&F);
 }
 END_TEST
@@ -1202,6 +1241,7 @@ main(void)
 	tcase_add_loop_test(tc, minor_threads, 0, 6);
 	tcase_add_loop_test(tc, mark_missing_refetches, 0, 3);
 	tcase_add_loop_test(tc, present_pages_are_not_fetched, 0, 2);
+	tcase_add_test(tc, partial_page_in_installs_zeros);
 	tcase_add_loop_test(tc, shutdown_with_blocked_faults, 0, 2);
 	tcase_add_loop_test(tc, shutdown_while_serving, 0, 2);
 	tcase_add_loop_test(tc, vmm_prefetcher_wakes_waiters, 0, 2);
