@@ -18,7 +18,7 @@
  *   uf-rearm       then page 1 is marked missing again while the guest has
  *                  it mapped: the next pass fetches it once more
  *   uf-gmem        a guest_memfd (MMAP|INIT_SHARED) slot created with
- *                  KVM_MEM_USERFAULT
+ *                  KVM_MEM_USERFAULT; then its mapped page re-armed
  *   uf-private     x86 KVM_X86_SW_PROTECTED_VM: a PRIVATE page with its bit
  *                  set exits with PRIVATE|USERFAULT; page_in() converts it
  *                  to shared and fills it
@@ -399,6 +399,17 @@ START_TEST(uf_gmem)
 	kt_expect_report(&v, kt_dispatch(&v), loaded(PAGE_BYTE(0, 0)));
 	kres_calls(&v, &h);
 	ck_assert_uint_eq(h.calls[0], 1);
+	/* re-arm the mapped page: a flag toggle would unbind guest_memfd on
+	 * this kernel (7.2 + the series), so the bit must take effect
+	 * without one */
+	h.round = 1;
+	ck_assert_int_eq(memfault_region_mark_missing(v.region, 0, 1), 0);
+	kt_vcpu_entry(&v, v.vcpu_fd, KT_ENTRY_LOAD);
+	expect_userfault(&v, kt_run(&v), KT_TEST_GPA, MEMFAULT_FAULT_USERFAULT,
+			 KVM_MEMORY_EXIT_FLAG_USERFAULT);
+	kt_expect_report(&v, kt_dispatch(&v), loaded(PAGE_BYTE(0, 1)));
+	kres_calls(&v, &h);
+	ck_assert_uint_eq(h.calls[0], 2);
 	kt_vm_destroy(&v);
 }
 END_TEST
