@@ -25,7 +25,9 @@
  *   uf-badbitmap   the bitmap unreadable while the vCPU runs: x86 -EFAULT
  *                  without exit information, arm64 an exit 39 USERFAULT
  *                  for the page (the series takes the read error for a
- *                  userfault); neither hangs
+ *                  userfault); neither hangs. Then, through dispatch, with
+ *                  the kernel's bitmap unreadable and the library's page
+ *                  present: x86 -EFAULT, arm64 -ELOOP (the repeat guard)
  *   uf-2vcpu       two vCPUs load the same missing pages at once: one
  *                  page_in() per page, the other vCPU sleeps meanwhile
  *   uf-window-other, uf-window-same
@@ -485,6 +487,46 @@ START_TEST(uf_badbitmap)
 	memset(v.test, PAGE_BYTE(0, 0), ps);
 	ck_assert_int_eq(memfault_region_publish(v.region, 0, 1), 0);
 	kt_expect_report(&v, kt_run(&v), loaded(PAGE_BYTE(0, 0)));
+
+	/*
+	 * Through dispatch: the kernel's bitmap unreadable while the
+	 * library's says the page is present. A VMM that re-registers the
+	 * slot by hand with another bitmap (flag off, then on: a change of
+	 * the pointer alone is ignored) gets there. x86: the -EFAULT comes
+	 * back at once; arm64: the exit 39 USERFAULT comes back after every
+	 * "resolution" (the page is present), and the repeat guard ends it
+	 * with -ELOOP instead of spinning.
+	 */
+	{
+		struct kvm_userspace_memory_region2_uf m;
+		struct memfault_vcpu_stats st;
+		void *bad = mmap(NULL, ps, PROT_NONE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		ck_assert(bad != MAP_FAILED);
+		memset(&m, 0, sizeof(m));
+		m.slot = 1;
+		m.guest_phys_addr = KT_TEST_GPA;
+		m.memory_size = KT_TEST_SIZE;
+		m.userspace_addr = (uintptr_t)v.test;
+		ck_assert_int_eq(ioctl(v.vm_fd, KVM_SET_USER_MEMORY_REGION2, &m), 0);
+		m.flags = KVM_MEM_USERFAULT;
+		m.userfault_bitmap = (uintptr_t)bad;
+		ck_assert_int_eq(ioctl(v.vm_fd, KVM_SET_USER_MEMORY_REGION2, &m), 0);
+		kt_vcpu_entry(&v, v.vcpu_fd, KT_ENTRY_LOAD);
+		rc = kt_dispatch(&v);
+		kt_stats(&v, &st);
+#if KT_X86
+		ck_assert_int_eq(rc, -EFAULT);
+		ck_assert_uint_eq(st.repeat_trips, 0);
+#else
+		ck_assert_int_eq(rc, -ELOOP);
+		ck_assert_uint_eq(st.repeat_trips, 1);
+		/* the page was present each time: no page_in */
+		ck_assert_uint_eq(st.page_ins, 0);
+#endif
+		munmap(bad, ps);
+	}
 	kt_vm_destroy(&v);
 }
 END_TEST
