@@ -467,8 +467,8 @@ START_TEST(partial_page_in_installs_zeros)
 	fx_open(&F, KVMSIM_X86_64, KVMSIM_LEVEL_7_2);
 	fx_memory(&F, MEMFAULT_UFFD_MISSING, 4);
 	fx_region(&F, MEMFAULT_REGION_NO_MEMSLOT, 0);
+	F.partial_page = 1; /* before the service thread starts */
 	fx_uffd(&F, MODE_THREAD);
-	F.partial_page = 1;
 	ck_assert(page_ok(F.mem, 0, F.ps)); /* fetched whole, nonzero */
 	p = (const unsigned char *)F.mem + F.ps;
 	ck_assert_uint_eq(p[0], 0x11);
