@@ -21,7 +21,8 @@
  *                  KVM_MEM_USERFAULT; then its mapped page re-armed
  *   uf-private     x86 KVM_X86_SW_PROTECTED_VM: a PRIVATE page with its bit
  *                  set exits with PRIVATE|USERFAULT; page_in() converts it
- *                  to shared and fills it
+ *                  to shared and fills it; then the page private and
+ *                  mapped again, re-armed: the same exit
  *   uf-badbitmap   the bitmap unreadable while the vCPU runs: x86 -EFAULT
  *                  without exit information, arm64 an exit 39 USERFAULT
  *                  for the page (the series takes the read error for a
@@ -446,6 +447,25 @@ START_TEST(uf_private)
 	ck_assert_int_eq(h.convert_rc, 0);
 	ck_assert_uint_eq(h.calls[0], 1);
 	kt_expect_exit(&v, kt_dispatch(&v), KVM_EXIT_HLT);
+
+	/* private again, mapped private by a load (guest_memfd's page, never
+	 * written: zero), then re-armed: the private mapping must go too */
+	ck_assert_int_eq(kt_vm_set_attributes(&v, KT_TEST_GPA, ps,
+					      KVM_MEMORY_ATTRIBUTE_PRIVATE),
+			 0);
+	kt_vcpu_entry(&v, v.vcpu_fd, KT_ENTRY_LOAD);
+	kt_expect_report(&v, kt_run(&v), 0);
+	kt_expect_exit(&v, kt_run(&v), KVM_EXIT_HLT);
+	h.round = 1;
+	ck_assert_int_eq(memfault_region_mark_missing(v.region, 0, 1), 0);
+	kt_vcpu_entry(&v, v.vcpu_fd, KT_ENTRY_LOAD);
+	expect_userfault(&v, kt_run(&v), KT_TEST_GPA,
+			 MEMFAULT_FAULT_USERFAULT | MEMFAULT_FAULT_PRIVATE,
+			 KVM_MEMORY_EXIT_FLAG_USERFAULT |
+				 KVM_MEMORY_EXIT_FLAG_PRIVATE);
+	kt_expect_report(&v, kt_dispatch(&v), loaded(PAGE_BYTE(0, 1)));
+	kres_calls(&v, &h);
+	ck_assert_uint_eq(h.calls[0], 2);
 	kt_vm_destroy(&v);
 }
 END_TEST
