@@ -48,21 +48,20 @@
 #include <time.h>
 #include <unistd.h>
 
-
-#include "kvm-userfault-proposed.h"
 #include "ktest.h"
+#include "kvm-userfault-proposed.h"
 
 /* Page p of a region is filled with this byte by page_in(), round 0. */
 #define PAGE_BYTE(p, round) ((uint8_t)(0xa1 + (p) + 0x10 * (round)))
 /* What the memory held when it was registered missing. */
-#define STALE 0xee
+#define STALE  0xee
 #define NPAGES 4
 /* Window test runs per variant (issue: at least 10^3 on a real kernel). */
 #define KT_WINDOW_ITERS 2000u
 /* KVM_X86_SW_PROTECTED_VM, also where <asm/kvm.h> lacks it */
 #define SW_PROTECTED_VM 1ul
 
-#define LD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define LD(x)  __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
 #define INC(x) __atomic_fetch_add(&(x), 1, __ATOMIC_RELAXED)
 
 /* The guest's report of a load of bytes @b: x86 loads one, arm64 four. */
@@ -85,10 +84,10 @@ ns_now(clockid_t c)
 struct ufh {
 	struct kt_vm *v;
 	unsigned calls[NPAGES];
-	unsigned bad;      /* calls with a wrong region, hva or size */
-	unsigned round;    /* which PAGE_BYTE() round page_in() writes */
-	unsigned slow_ms;  /* page_in() of page 0 sleeps this long */
-	int convert;       /* make the page shared first (uf-private) */
+	unsigned bad;     /* calls with a wrong region, hva or size */
+	unsigned round;   /* which PAGE_BYTE() round page_in() writes */
+	unsigned slow_ms; /* page_in() of page 0 sleeps this long */
+	int convert;      /* make the page shared first (uf-private) */
 	int convert_rc;
 };
 
@@ -105,8 +104,8 @@ page_in(void *user, struct memfault_vcpu *vcpu, struct memfault_region *r,
 		return -EINVAL;
 	}
 	if (h->convert)
-		h->convert_rc = kt_vm_set_attributes(h->v, KT_TEST_GPA + page * ps,
-						     ps, 0);
+		h->convert_rc = kt_vm_set_attributes(
+			h->v, KT_TEST_GPA + page * ps, ps, 0);
 	if (page == 0 && h->slow_ms) {
 		struct timespec ts = { 0, (long)h->slow_ms * 1000000l };
 
@@ -133,10 +132,11 @@ kres_calls(struct kt_vm *v, const struct ufh *h)
 	uint64_t missing = ~0ull;
 
 	ck_assert_int_eq(memfault_region_count_missing(v->region, &missing), 0);
-	kres_printf(KT_ARCH, v->scen, ++v->step,
-		    "handler.calls=%u,%u,%u,%u handler.bad=%u region.missing=%llu",
-		    LD(h->calls[0]), LD(h->calls[1]), LD(h->calls[2]),
-		    LD(h->calls[3]), LD(h->bad), (unsigned long long)missing);
+	kres_printf(
+		KT_ARCH, v->scen, ++v->step,
+		"handler.calls=%u,%u,%u,%u handler.bad=%u region.missing=%llu",
+		LD(h->calls[0]), LD(h->calls[1]), LD(h->calls[2]),
+		LD(h->calls[3]), LD(h->bad), (unsigned long long)missing);
 	ck_assert_uint_eq(LD(h->bad), 0);
 }
 
@@ -158,7 +158,8 @@ START_TEST(uf_probe)
 	struct memfault_features f;
 	struct memfault_vm *vm;
 	struct kt_vm v;
-	int nr, r;
+	char b1[32], b2[32];
+	int nr, r, del;
 	char *p;
 
 	kt_vm_create(&v, 0, "uf-probe");
@@ -187,9 +188,11 @@ START_TEST(uf_probe)
 	r = ioctl(v.vm_fd, KVM_SET_USER_MEMORY_REGION2, &m) ? -errno : 0;
 	m.slot = (uint32_t)nr - 1;
 	m.memory_size = 0;
+	del = ioctl(v.vm_fd, KVM_SET_USER_MEMORY_REGION2, &m) ? -errno : 0;
 	kres_printf(KT_ARCH, v.scen, ++v.step, "overlap=%s delete=%s",
-		    r == -EEXIST ? "-EEXIST" : r ? "other-error" : "0",
-		    ioctl(v.vm_fd, KVM_SET_USER_MEMORY_REGION2, &m) ? "error" : "0");
+		    kres_rc_name(r, b1, sizeof(b1)),
+		    kres_rc_name(del, b2, sizeof(b2)));
+	ck_assert_int_eq(del, 0);
 	ck_assert_int_eq(r, -EEXIST);
 #if !defined(KT_SIM)
 	{
@@ -201,15 +204,13 @@ START_TEST(uf_probe)
 		if (pr == -ENOSYS || pr == -EINVAL) {
 			/* a kernel without CONFIG_SECCOMP_FILTER (the small
 			 * userfault-7.2.13 ones are tinyconfig-based) */
-			printf("# uf-probe: seccomp filters unavailable (%s): "
-			       "not checked with memslot ioctls refused\n",
+			printf("# uf-probe: seccomp filters unavailable (%s): not checked with memslot ioctls refused\n",
 			       strerror(-pr));
 		} else {
 			ck_assert_msg(pr == 0, "probe: %s", strerror(-pr));
 			ck_assert_int_eq(pf.userfault_probe_error, 0);
 			ck_assert(pf.flags & MEMFAULT_FEATURE_KVM_USERFAULT);
-			printf("# uf-probe: with memslot ioctls on the VM fd "
-			       "refused: features %#llx, probe error %d\n",
+			printf("# uf-probe: with memslot ioctls on the VM fd refused: features %#llx, probe error %d\n",
 			       (unsigned long long)pf.flags,
 			       pf.userfault_probe_error);
 		}
@@ -232,8 +233,7 @@ START_TEST(uf_probe)
 			memfault_vm_free(vm);
 		}
 		t2 = ns_now(CLOCK_MONOTONIC);
-		printf("# uf-probe: memfault_vm_new() mean %.1f us (probe, "
-		       "cached), %.1f us (no probe)\n",
+		printf("# uf-probe: memfault_vm_new() mean %.1f us (probe, cached), %.1f us (no probe)\n",
 		       (t1 - t0) / 20e3, (t2 - t1) / 20e3);
 		/* what a probe that misses the cache does: a VM, a slot with
 		 * KVM_MEM_USERFAULT, close */
@@ -249,11 +249,11 @@ START_TEST(uf_probe)
 			s2.memory_size = ps;
 			s2.userspace_addr = (uintptr_t)p;
 			s2.userfault_bitmap = (uintptr_t)&bits;
-			ck_assert_int_eq(ioctl(fd, KVM_SET_USER_MEMORY_REGION2, &s2), 0);
+			ck_assert_int_eq(
+				ioctl(fd, KVM_SET_USER_MEMORY_REGION2, &s2), 0);
 			close(fd);
 		}
-		printf("# uf-probe: a throw-away VM probe (KVM_CREATE_VM, "
-		       "one USERFAULT slot, close) mean %.1f us\n",
+		printf("# uf-probe: a throw-away VM probe (KVM_CREATE_VM, one USERFAULT slot, close) mean %.1f us\n",
 		       (ns_now(CLOCK_MONOTONIC) - t0) / 20e3);
 	}
 #endif
@@ -286,9 +286,10 @@ START_TEST(uf_raw)
 		uint64_t t0 = ns_now(CLOCK_MONOTONIC), n = 0;
 
 		for (int i = 0; i < 200; i++)
-			n += memfault_vcpu_run(v.mvcpu) == MEMFAULT_RUN_MEMORY_FAULT;
-		printf("# uf-raw: %llu of 200 runs ended in the userfault exit, "
-		       "mean %.1f us per run\n", (unsigned long long)n,
+			n += memfault_vcpu_run(v.mvcpu) ==
+			     MEMFAULT_RUN_MEMORY_FAULT;
+		printf("# uf-raw: %llu of 200 runs ended in the userfault exit, mean %.1f us per run\n",
+		       (unsigned long long)n,
 		       (ns_now(CLOCK_MONOTONIC) - t0) / 200e3);
 		ck_assert_uint_eq(n, 200);
 	}
@@ -304,8 +305,7 @@ START_TEST(uf_raw)
 	miss_after_publish = memfault_region_is_missing(v.region, 0);
 	c4 = memfault_region_claim(v.region, 0, MEMFAULT_CLAIM_NOWAIT);
 	kres_printf(KT_ARCH, v.scen, ++v.step,
-		    "claim=%d claim.nowait=%d abort.missing=%d claim.again=%d"
-		    " publish.missing=%d claim.after=%d",
+		    "claim=%d claim.nowait=%d abort.missing=%d claim.again=%d publish.missing=%d claim.after=%d",
 		    c1, c2, miss_after_abort, c3, miss_after_publish, c4);
 	ck_assert_int_eq(c1, MEMFAULT_CLAIM_FETCH);
 	ck_assert_int_eq(c2, MEMFAULT_CLAIM_BUSY);
@@ -387,14 +387,17 @@ START_TEST(uf_gmem)
 
 	kt_vm_create(&v, 0, "uf-gmem");
 	ck_assert_int_eq(memfault_vm_get_features(v.mvm, &f, sizeof(f)), 0);
-	ck_assert_msg((f.guest_memfd_flags &
-		       (GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)) ==
-			      (GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED),
-		      "guest_memfd flags %#llx", (unsigned long long)f.guest_memfd_flags);
+	ck_assert_msg(
+		(f.guest_memfd_flags &
+		 (GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)) ==
+			(GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED),
+		"guest_memfd flags %#llx",
+		(unsigned long long)f.guest_memfd_flags);
 	kt_region_flags(&v, KT_TEST_SIZE,
 			MEMFAULT_REGION_USERFAULT | MEMFAULT_REGION_MISSING |
 				MEMFAULT_REGION_GUEST_MEMFD,
-			GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED, STALE);
+			GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
+			STALE);
 	kt_vcpu_create(&v, KT_ENTRY_LOAD);
 	expect_userfault(&v, kt_run(&v), KT_TEST_GPA, MEMFAULT_FAULT_USERFAULT,
 			 KVM_MEMORY_EXIT_FLAG_USERFAULT);
@@ -485,7 +488,8 @@ START_TEST(uf_badbitmap)
 	kt_region_flags(&v, KT_TEST_SIZE,
 			MEMFAULT_REGION_USERFAULT | MEMFAULT_REGION_MISSING, 0,
 			STALE);
-	ck_assert_int_eq(memfault_region_get_info(v.region, &info, sizeof(info)), 0);
+	ck_assert_int_eq(
+		memfault_region_get_info(v.region, &info, sizeof(info)), 0);
 	bm = (void *)(uintptr_t)(info.bitmap & ~(ps - 1));
 	kt_vcpu_create(&v, KT_ENTRY_LOAD);
 	/* unreadable only while the vCPU runs: the library's own reads
@@ -529,10 +533,12 @@ START_TEST(uf_badbitmap)
 		m.guest_phys_addr = KT_TEST_GPA;
 		m.memory_size = KT_TEST_SIZE;
 		m.userspace_addr = (uintptr_t)v.test;
-		ck_assert_int_eq(ioctl(v.vm_fd, KVM_SET_USER_MEMORY_REGION2, &m), 0);
+		ck_assert_int_eq(
+			ioctl(v.vm_fd, KVM_SET_USER_MEMORY_REGION2, &m), 0);
 		m.flags = KVM_MEM_USERFAULT;
 		m.userfault_bitmap = (uintptr_t)bad;
-		ck_assert_int_eq(ioctl(v.vm_fd, KVM_SET_USER_MEMORY_REGION2, &m), 0);
+		ck_assert_int_eq(
+			ioctl(v.vm_fd, KVM_SET_USER_MEMORY_REGION2, &m), 0);
 		kt_vcpu_entry(&v, v.vcpu_fd, KT_ENTRY_LOAD);
 		rc = kt_dispatch(&v);
 		kt_stats(&v, &st);
@@ -557,7 +563,7 @@ struct vrun {
 	struct kt_vm *v;
 	struct memfault_vcpu *vcpu;
 	struct kvm_run *run;
-	int rc_bad;             /* first unexpected result, or 0 */
+	int rc_bad; /* first unexpected result, or 0 */
 	uint32_t got[KT_PAGES_LOADS];
 	int ngot;
 	uint64_t cpu_ns, wall_ns;
@@ -586,7 +592,8 @@ vrun_thread(void *p)
 			a->rc_bad = 1000 + (int)a->run->exit_reason;
 			break;
 		}
-		a->got[a->ngot++] = *((uint8_t *)a->run + a->run->io.data_offset);
+		a->got[a->ngot++] =
+			*((uint8_t *)a->run + a->run->io.data_offset);
 #else
 		if (a->run->exit_reason != KVM_EXIT_MMIO) {
 			a->rc_bad = 1000 + (int)a->run->exit_reason;
@@ -637,8 +644,10 @@ START_TEST(uf_2vcpu)
 	for (int i = 0; i < 2; i++) {
 		a[i].v = &v;
 		a[i].start = &start;
-		ck_assert_int_eq(memfault_vcpu_get_run(a[i].vcpu, &a[i].run), 0);
-		ck_assert_int_eq(pthread_create(&t[i], NULL, vrun_thread, &a[i]), 0);
+		ck_assert_int_eq(memfault_vcpu_get_run(a[i].vcpu, &a[i].run),
+				 0);
+		ck_assert_int_eq(
+			pthread_create(&t[i], NULL, vrun_thread, &a[i]), 0);
 	}
 	for (int i = 0; i < 2; i++)
 		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
@@ -646,8 +655,7 @@ START_TEST(uf_2vcpu)
 	for (int i = 0; i < 2; i++) {
 		ins += a[i].st.page_ins;
 		waits += a[i].st.page_waits;
-		printf("# uf-2vcpu vcpu %d: page_ins %llu page_waits %llu "
-		       "userfaults %llu cpu %.1f ms wall %.1f ms\n",
+		printf("# uf-2vcpu vcpu %d: page_ins %llu page_waits %llu userfaults %llu cpu %.1f ms wall %.1f ms\n",
 		       i, (unsigned long long)a[i].st.page_ins,
 		       (unsigned long long)a[i].st.page_waits,
 		       (unsigned long long)a[i].st.userfaults,
@@ -655,8 +663,7 @@ START_TEST(uf_2vcpu)
 	}
 	kres_calls(&v, &h);
 	kres_printf(KT_ARCH, v.scen, ++v.step,
-		    "vcpu0.rc=%d vcpu0.reports=%d vcpu1.rc=%d vcpu1.reports=%d"
-		    " stats.page_ins=%llu",
+		    "vcpu0.rc=%d vcpu0.reports=%d vcpu1.rc=%d vcpu1.reports=%d stats.page_ins=%llu",
 		    a[0].rc_bad, a[0].ngot, a[1].rc_bad, a[1].ngot,
 		    (unsigned long long)ins);
 	for (int i = 0; i < 2; i++) {
@@ -746,7 +753,8 @@ window(const char *scen, uint64_t other_page)
 		runs++;
 		if (rc == MEMFAULT_RUN_MEMORY_FAULT &&
 		    !memfault_vcpu_get_fault(v.mvcpu, &f, sizeof(f)) &&
-		    (f.flags & MEMFAULT_FAULT_USERFAULT) && f.gpa == KT_TEST_GPA) {
+		    (f.flags & MEMFAULT_FAULT_USERFAULT) &&
+		    f.gpa == KT_TEST_GPA) {
 			exits++;
 		} else if (rc == MEMFAULT_RUN_EXIT) {
 			/* the load completed: the guest read a missing page */
@@ -760,14 +768,12 @@ window(const char *scen, uint64_t other_page)
 	t1 = ns_now(CLOCK_MONOTONIC);
 	__atomic_store_n(&m.stop, 1, __ATOMIC_RELEASE);
 	ck_assert_int_eq(pthread_join(t, NULL), 0);
-	printf("# %s: %u runs: %u userfault exits, %u leaks, %u other in %.1f ms "
-	       "(%.1f us per run); %lu re-marks of page %llu meanwhile\n",
+	printf("# %s: %u runs: %u userfault exits, %u leaks, %u other in %.1f ms (%.1f us per run); %lu re-marks of page %llu meanwhile\n",
 	       scen, runs, exits, leaks, other, (t1 - t0) / 1e6,
 	       runs ? (t1 - t0) / 1e3 / runs : 0.0, m.marks,
 	       (unsigned long long)other_page);
 	kres_printf(KT_ARCH, scen, ++v.step,
-		    "window.leaks=%u window.other=%u window.all_exits=%d"
-		    " window.enough=%d remark.err=%d",
+		    "window.leaks=%u window.other=%u window.all_exits=%d window.enough=%d remark.err=%d",
 		    leaks, other, exits == runs,
 		    runs >= KT_WINDOW_ITERS && m.marks >= KT_WINDOW_ITERS / 2,
 		    m.err);
@@ -796,7 +802,8 @@ static bool
 have_sw_protected(void)
 {
 	int kvm = kt_kvm_fd();
-	int types = kvm >= 0 ? ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES) : 0;
+	int types = kvm >= 0 ? ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES)
+			     : 0;
 
 	return types > 0 && (types & (1 << SW_PROTECTED_VM));
 }
@@ -833,7 +840,8 @@ kt_suite_userfault(void)
 static bool
 have_userfault(char *why, size_t len)
 {
-	MEMFAULT_OPTS(memfault_vm_opts, o, .kvm_fd = kt_kvm_fd(), .arch = KT_ARCH);
+	MEMFAULT_OPTS(memfault_vm_opts, o, .kvm_fd = kt_kvm_fd(),
+		      .arch = KT_ARCH);
 	struct memfault_features f;
 	struct memfault_vm *vm;
 	int fd = ioctl(kt_kvm_fd(), KVM_CREATE_VM, 0ul), r;
@@ -854,8 +862,7 @@ have_userfault(char *why, size_t len)
 	}
 	if (!(f.flags & MEMFAULT_FEATURE_KVM_USERFAULT)) {
 		snprintf(why, len,
-			 "no KVM Userfault: the memslot code rejects "
-			 "KVM_MEM_USERFAULT (features %#llx, probe error %d)",
+			 "no KVM Userfault: the memslot code rejects KVM_MEM_USERFAULT (features %#llx, probe error %d)",
 			 (unsigned long long)f.flags, f.userfault_probe_error);
 		return false;
 	}
