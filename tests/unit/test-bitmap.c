@@ -539,6 +539,155 @@ START_TEST(one_tib_region)
 }
 END_TEST
 
+/* The process's peak RSS in KiB since the last reset_peak(), or -1. */
+static long
+peak_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long v = -1;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmHWM: %ld", &v) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/* VmHWM back to the current RSS (clear_refs 5, Linux 4.0); false if not. */
+static bool
+reset_peak(void)
+{
+	FILE *f = fopen("/proc/self/clear_refs", "w");
+	bool ok = f && fputs("5", f) >= 0;
+
+	if (f && fclose(f))
+		ok = false;
+	return ok;
+}
+
+static double
+seconds_since(const struct timespec *a)
+{
+	struct timespec b;
+
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	return (double)(b.tv_sec - a->tv_sec) +
+	       (double)(b.tv_nsec - a->tv_nsec) / 1e9;
+}
+
+/*
+ * Issue 17 defect 7: a memslot KVM will refuse is refused before the
+ * bitmap is committed. KVM takes at most KVM_MEM_MAX_NR_PAGES = 2^31 - 1
+ * pages per memslot (__kvm_set_memory_region()); a MISSING region of 2^44
+ * bytes used to commit its 512 MiB bitmap (3.2 s) before KVM said EINVAL.
+ * Bounds (generous): 2 s and 16 MiB of peak RSS per call. The largest
+ * slot KVM takes is accepted, its bitmap reserved, not committed.
+ */
+START_TEST(huge_region_fails_fast)
+{
+	const uint64_t sizes[] = { 1ull << 44, 1ull << 50,
+				   (1ull << 31) * 4096 };
+	MEMFAULT_OPTS(memfault_region_opts, o,
+		      .flags = MEMFAULT_REGION_USERFAULT |
+			       MEMFAULT_REGION_MISSING);
+	void *hva = (void *)(uintptr_t)(1ull << 32); /* never touched */
+	struct memfault_region *r = (void *)1;
+	bool peaks = reset_peak();
+	struct timespec a;
+	long before;
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		uint64_t size = sizes[i] / 4096 * e.page;
+
+		before = peaks && reset_peak() ? peak_kib() : rss_kib();
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		ck_assert_int_eq(memfault_region_new(e.vm, 1, 0, size, hva, &o,
+						     &r),
+				 -EINVAL);
+		ck_assert_double_lt(seconds_since(&a), 2.0);
+		ck_assert_int_lt((peaks ? peak_kib() : rss_kib()) - before,
+				 16 * 1024);
+		ck_assert_ptr_eq(r, (void *)1);
+	}
+	/* a guest_memfd range that wraps */
+	o.flags = MEMFAULT_REGION_GUEST_MEMFD | MEMFAULT_REGION_MISSING;
+	o.guest_memfd = 0;
+	o.guest_memfd_offset = UINT64_MAX - e.page + 1;
+	ck_assert_int_eq(memfault_region_new(e.vm, 1, 0, 2 * e.page, NULL, &o,
+					     &r),
+			 -EINVAL);
+	/* 2^31 - 1 pages is what KVM takes: accepted, nothing committed */
+	o.flags = MEMFAULT_REGION_USERFAULT;
+	o.guest_memfd_offset = 0;
+	before = peaks && reset_peak() ? peak_kib() : rss_kib();
+	ck_assert_int_eq(memfault_region_new(e.vm, 1, RAM_GPA,
+					     ((1ull << 31) - 1) * e.page, hva,
+					     &o, &r),
+			 0);
+	ck_assert_int_lt((peaks ? peak_kib() : rss_kib()) - before, 16 * 1024);
+	memfault_region_free(r);
+}
+END_TEST
+
+/*
+ * A bitmap-only MISSING region whose bitmap the machine cannot hold (RAM
+ * plus swap) fails with -ENOMEM at once, before the OOM killer: the
+ * bitmap is accounted when every word of it is to be written. Where the
+ * kernel never refuses (vm.overcommit_memory = 1) there is nothing to
+ * check: the case passes after saying so.
+ */
+START_TEST(unbackable_missing_bitmap_is_enomem)
+{
+	MEMFAULT_OPTS(memfault_region_opts, o,
+		      .flags = MEMFAULT_REGION_NO_MEMSLOT |
+			       MEMFAULT_REGION_MISSING);
+	struct memfault_region *r = (void *)1;
+	unsigned long long total = 0, kib;
+	FILE *f = fopen("/proc/meminfo", "r");
+	char line[256];
+	struct timespec a;
+	int policy = -1;
+	uint64_t size;
+	long before;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "MemTotal: %llu", &kib) == 1 ||
+		    sscanf(line, "SwapTotal: %llu", &kib) == 1)
+			total += kib;
+	if (f)
+		fclose(f);
+	f = fopen("/proc/sys/vm/overcommit_memory", "r");
+	if (f && fscanf(f, "%d", &policy) != 1)
+		policy = -1;
+	if (f)
+		fclose(f);
+	ck_assert_uint_gt(total, 0);
+	if (policy != 0 && policy != 2) {
+		printf("unbackable_missing_bitmap_is_enomem: overcommit_memory "
+		       "is %d, the kernel accepts any size: not checked\n",
+		       policy);
+		return;
+	}
+	/* a bitmap of RAM + swap + 1 GiB: 8 * page bytes of region each */
+	if (__builtin_mul_overflow((total + (1ull << 20)) * 1024, 8 * e.page,
+				   &size)) {
+		printf("unbackable_missing_bitmap_is_enomem: %llu KiB of RAM "
+		       "and swap: no region that large: not checked\n", total);
+		return;
+	}
+	before = rss_kib();
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	ck_assert_int_eq(memfault_region_new(e.vm, 0, 0, size, NULL, &o, &r),
+			 -ENOMEM);
+	/* qemu-user takes a second to refuse it */
+	ck_assert_double_lt(seconds_since(&a), 5.0);
+	ck_assert_int_lt(rss_kib() - before, 16 * 1024);
+	ck_assert_ptr_eq(r, (void *)1);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -557,6 +706,8 @@ main(void)
 	ADD_TEST(tc, exactly_once_under_contention);
 	ADD_TEST(tc, reader_checker);
 	ADD_TEST(tc, one_tib_region);
+	ADD_TEST(tc, huge_region_fails_fast);
+	ADD_TEST(tc, unbackable_missing_bitmap_is_enomem);
 	suite_add_tcase(s, tc);
 	return test_run_suite(s);
 }
