@@ -19,6 +19,18 @@
  * left open that was not open before. ASan and UBSan check the rest
  * (including leaks, at exit).
  *
+ * And against a model of what the calls must return: each region's bitmap
+ * is shadowed (M[], set from the MISSING flag at creation, by
+ * mark_missing() and cleared by publish() and by every page_in() that
+ * returns RESOLVED, which dispatch publishes). is_missing(),
+ * count_missing(), find_missing(), find_present(), claim() and abort()
+ * must answer exactly what the shadow and the claims the harness holds
+ * say, invalid pages and flags included; page_in() is only ever asked for
+ * a missing page nobody holds; a dispatch that ends the guest's script
+ * (EXIT) has every page the script touched present, and a userfault it
+ * hands to the VMM is on a missing page. At the end of each input the
+ * whole bitmap of every region is compared with its shadow.
+ *
  * The harness never misuses the API on purpose: objects are used only
  * while alive, a page it claimed is released before any vCPU runs (a run
  * would wait for it forever), kick signals are real-time signals (libFuzzer
@@ -71,10 +83,149 @@ static struct {
 	bool vm_owns[MAX_VMS];
 	struct memfault_vcpu *vcpu[MAX_VCPUS];
 	void *vcpu_run_buf[MAX_VCPUS];
+	struct memfault_vm *vcpu_vm[MAX_VCPUS]; /* the VM object of each */
 	struct memfault_region *region[MAX_REGIONS];
 	/* the pages the harness has claimed in each region (-1: none) */
 	int64_t held[MAX_REGIONS][MAX_HELD];
 } S;
+
+/* ---- the model ---- */
+
+/* Regions with more pages are not shadowed (only from op_region_new()'s
+ * random sizes); their answers are still range-checked. */
+#define MODEL_MAX_PAGES (1ull << 22)
+
+static struct model {
+	uint64_t npages;
+	uint64_t *bits; /* NULL: not modelled */
+} M[MAX_REGIONS];
+
+static void m_set(int i, uint64_t first, uint64_t n, bool v);
+
+static void
+m_init(int i, struct memfault_region *reg, bool missing)
+{
+	struct memfault_region_info info;
+
+	CHECK(memfault_region_get_info(reg, &info, sizeof(info)) == 0);
+	free(M[i].bits);
+	M[i].npages = info.npages;
+	M[i].bits = NULL;
+	if (info.npages > MODEL_MAX_PAGES)
+		return;
+	M[i].bits = calloc((info.npages + 63) / 64 + 1, sizeof(uint64_t));
+	CHECK(M[i].bits);
+	if (missing)
+		m_set(i, 0, info.npages, true);
+}
+
+static void
+m_drop(int i)
+{
+	free(M[i].bits);
+	M[i].bits = NULL;
+	M[i].npages = 0;
+}
+
+static bool
+m_get(int i, uint64_t pg)
+{
+	return (M[i].bits[pg / 64] >> (pg % 64)) & 1;
+}
+
+/* word by word: regions of up to MODEL_MAX_PAGES are set whole */
+static void
+m_set(int i, uint64_t first, uint64_t n, bool v)
+{
+	uint64_t p = first, end = first + n;
+
+	if (!M[i].bits)
+		return;
+	while (p < end) {
+		uint64_t b = p % 64, k = end - p < 64 - b ? end - p : 64 - b;
+		uint64_t m = (k == 64 ? ~0ull : ((1ull << k) - 1)) << b;
+
+		if (v)
+			M[i].bits[p / 64] |= m;
+		else
+			M[i].bits[p / 64] &= ~m;
+		p += k;
+	}
+}
+
+static uint64_t
+m_count(int i)
+{
+	uint64_t n = 0;
+
+	for (uint64_t w = 0; w < (M[i].npages + 63) / 64; w++)
+		n += (uint64_t)__builtin_popcountll(M[i].bits[w]);
+	return n;
+}
+
+/* find_missing()/find_present() as documented */
+static int
+m_find(int i, uint64_t from, bool want, uint64_t *ret)
+{
+	uint64_t w, x;
+
+	if (from >= M[i].npages)
+		return -EINVAL;
+	w = from / 64;
+	x = (want ? M[i].bits[w] : ~M[i].bits[w]) & (~0ull << (from % 64));
+	for (;;) {
+		if (x) {
+			uint64_t p = w * 64 + (uint64_t)__builtin_ctzll(x);
+
+			if (p >= M[i].npages)
+				return -ENOENT;
+			*ret = p;
+			return 0;
+		}
+		if (++w >= (M[i].npages + 63) / 64)
+			return -ENOENT;
+		x = want ? M[i].bits[w] : ~M[i].bits[w];
+	}
+}
+
+static int
+m_index(const struct memfault_region *reg)
+{
+	for (int i = 0; i < MAX_REGIONS; i++)
+		if (reg && S.region[i] == reg)
+			return i;
+	return -1;
+}
+
+static int held_find(int i, uint64_t pg);
+
+/*
+ * The whole bitmap against the shadow, run by run: each run of missing
+ * and of present pages the library finds must be the shadow's.
+ */
+static void
+m_compare(int i, struct memfault_region *reg)
+{
+	uint64_t n = 0, p = 0;
+	bool want = true;
+
+	if (!reg || !M[i].bits)
+		return;
+	CHECK(memfault_region_count_missing(reg, &n) == 0);
+	CHECK(n == m_count(i));
+	while (p < M[i].npages) {
+		uint64_t q = 0, mq = 0;
+		int r = want ? memfault_region_find_missing(reg, p, &q)
+			     : memfault_region_find_present(reg, p, &q);
+
+		CHECK(r == m_find(i, p, want, &mq));
+		if (r)
+			break;
+		CHECK(q == mq);
+		p = q;
+		want = !want;
+	}
+}
 
 static bool
 is_errno(int r)
@@ -151,6 +302,7 @@ h_page_in(void *user, struct memfault_vcpu *vcpu, struct memfault_region *r,
 	  uint64_t pg, void *hva, uint64_t page_size)
 {
 	struct memfault_region_info info;
+	int v, i;
 
 	(void)user;
 	CHECK(vcpu && r);
@@ -162,7 +314,18 @@ h_page_in(void *user, struct memfault_vcpu *vcpu, struct memfault_region *r,
 	      MEMFAULT_CLAIM_BUSY);
 	if (hva && in_pool(hva, page_size))
 		memset(hva, (int)pg, page_size);
-	return verdict();
+	v = verdict();
+	i = m_index(r);
+	CHECK(i >= 0);
+	if (M[i].bits) {
+		/* only a missing page is fetched, and never one we hold */
+		CHECK(m_get(i, pg));
+		CHECK(held_find(i, pg) < 0);
+		/* dispatch publishes what page_in() resolved */
+		if (v == MEMFAULT_RESOLVED)
+			m_set(i, pg, 1, false);
+	}
+	return v;
 }
 
 static int
@@ -288,9 +451,11 @@ release_claims(struct reader *rd)
 				continue;
 			if (rd_u8(rd) & 1)
 				CHECK(memfault_region_abort(S.region[i], pg) == 0);
-			else
+			else {
 				CHECK(memfault_region_publish(S.region[i], pg,
 							      1) == 0);
+				m_set(i, pg, 1, false);
+			}
 		}
 		held_clear(i);
 	}
@@ -400,6 +565,7 @@ op_vcpu_new(struct reader *rd)
 	CHECK(v && v != sentinel);
 	CHECK(memfault_vcpu_get_fd(v) == fd);
 	S.vcpu[i] = v;
+	S.vcpu_vm[i] = vm;
 	S.vcpu_run_buf[i] = buf;
 	if (op && (o.flags & MEMFAULT_VCPU_OWN_FD))
 		S.vcpu2_taken = true;
@@ -468,6 +634,9 @@ op_region_new(struct reader *rd)
 	CHECK(reg && reg != sentinel);
 	S.region[i] = reg;
 	held_clear(i);
+	m_init(i, reg, op && o.sz >= offsetof(struct memfault_region_opts,
+					      flags) + sizeof(o.flags) &&
+			       (o.flags & MEMFAULT_REGION_MISSING));
 }
 
 static void
@@ -492,8 +661,26 @@ op_bitmap(struct reader *rd)
 	case 0:
 		r = memfault_region_mark_missing(reg, a, b);
 		CHECK(r == 0 || is_errno(r));
-		if (a > info.npages || b > info.npages - a)
+		if (a > info.npages || b > info.npages - a) {
 			CHECK(r == -EINVAL);
+			break;
+		}
+		if (!r) {
+			m_set(i, a, b, true);
+		} else if (M[i].bits) {
+			/* a failed toggle: what stays set is not specified;
+			 * take it from the library, bounded */
+			if (b > 4096) {
+				m_drop(i);
+				break;
+			}
+			for (uint64_t p = a; p < a + b; p++) {
+				int m = memfault_region_is_missing(reg, p);
+
+				CHECK(m == 0 || m == 1);
+				m_set(i, p, 1, m == 1);
+			}
+		}
 		break;
 	case 1:
 		r = memfault_region_publish(reg, a, b);
@@ -502,6 +689,7 @@ op_bitmap(struct reader *rd)
 			break;
 		}
 		CHECK(r == 0);
+		m_set(i, a, b, false);
 		/* publishing releases the claims */
 		for (int h = 0; h < MAX_HELD; h++)
 			if (S.held[i][h] >= 0 && (uint64_t)S.held[i][h] >= a &&
@@ -511,21 +699,34 @@ op_bitmap(struct reader *rd)
 	case 2:
 		r = memfault_region_is_missing(reg, a);
 		CHECK(a < info.npages ? (r == 0 || r == 1) : r == -EINVAL);
+		if (M[i].bits && a < info.npages)
+			CHECK(r == (int)m_get(i, a));
 		break;
 	case 3:
-	case 4:
-		r = (rd_u8(rd) & 1) ? memfault_region_find_missing(reg, a, &out)
-				    : memfault_region_find_present(reg, a, &out);
+	case 4: {
+		bool want = rd_u8(rd) & 1;
+		uint64_t m_out = 0;
+
+		r = want ? memfault_region_find_missing(reg, a, &out)
+			 : memfault_region_find_present(reg, a, &out);
 		if (r) {
 			CHECK(r == -ENOENT || r == -EINVAL);
 			CHECK(out == 0xdeadbeef);
 		} else {
 			CHECK(out >= a && out < info.npages);
 		}
+		if (M[i].bits) {
+			CHECK(r == m_find(i, a, want, &m_out));
+			if (!r)
+				CHECK(out == m_out);
+		}
 		break;
+	}
 	case 5:
 		r = memfault_region_count_missing(reg, &out);
 		CHECK(r == 0 && out <= info.npages);
+		if (M[i].bits)
+			CHECK(out == m_count(i));
 		break;
 	case 6: {
 		uint32_t fl = rd_u8(rd) % 4 ? MEMFAULT_CLAIM_NOWAIT :
@@ -543,6 +744,10 @@ op_bitmap(struct reader *rd)
 			break;
 		}
 		CHECK(r >= MEMFAULT_CLAIM_PRESENT && r <= MEMFAULT_CLAIM_BUSY);
+		if (M[i].bits)
+			CHECK(r == (!m_get(i, a) ? MEMFAULT_CLAIM_PRESENT :
+				    held_find(i, a) >= 0 ? MEMFAULT_CLAIM_BUSY :
+							   MEMFAULT_CLAIM_FETCH));
 		if (r == MEMFAULT_CLAIM_BUSY)
 			CHECK(held_find(i, a) >= 0);
 		if (r == MEMFAULT_CLAIM_FETCH) {
@@ -561,8 +766,13 @@ op_bitmap(struct reader *rd)
 			CHECK(r == 0);
 		else
 			CHECK(r == -EPERM);
-		if (r == 0)
+		if (r == 0) {
 			S.held[i][held_find(i, a)] = -1;
+			/* the page stays missing */
+			if (M[i].bits)
+				CHECK(m_get(i, a) &&
+				      memfault_region_is_missing(reg, a) == 1);
+		}
 		break;
 	default: {
 		struct memfault_region *found = (void *)1;
@@ -730,8 +940,10 @@ op_free(struct reader *rd)
 	switch (rd_u8(rd) % 3) {
 	case 0:
 		i = rd_u8(rd) % MAX_REGIONS;
+		m_compare(i, S.region[i]);
 		memfault_region_free(S.region[i]);
 		S.region[i] = NULL;
+		m_drop(i);
 		break;
 	case 1:
 		i = rd_u8(rd) % MAX_VCPUS;
@@ -792,11 +1004,12 @@ op_scenario(struct reader *rd)
 		return;
 	S.region[i] = reg;
 	held_clear(i);
+	m_init(i, reg, o.flags & MEMFAULT_REGION_MISSING);
 	if (!gmem && !(o.flags & MEMFAULT_REGION_MISSING)) {
-		uint64_t f = rd_u8(rd) % n;
+		uint64_t f = rd_u8(rd) % n, c = 1 + rd_u8(rd) % (n - f);
 
-		CHECK(memfault_region_mark_missing(reg, f,
-						   1 + rd_u8(rd) % (n - f)) == 0);
+		CHECK(memfault_region_mark_missing(reg, f, c) == 0);
+		m_set(i, f, c, true);
 	}
 	if (rd_u8(rd) & 1)
 		h.convert = h_fault;
@@ -821,8 +1034,11 @@ op_scenario(struct reader *rd)
 	if (!S.vcpu[0]) {
 		if (memfault_vcpu_new(S.vm[0], S.vcpu_fd[0], NULL, &S.vcpu[0]))
 			return;
+		S.vcpu_vm[0] = S.vm[0];
 	}
-	if (kvmsim_vcpu_set_script(S.vcpu_fd[0], st, nst))
+	/* the script goes to the vCPU that runs it (op_vcpu_new() may have
+	 * made vCPU object 0 on any vCPU fd) */
+	if (kvmsim_vcpu_set_script(memfault_vcpu_get_fd(S.vcpu[0]), st, nst))
 		return;
 	release_claims(rd);
 	if (rd_u8(rd) % 4 == 0)
@@ -834,6 +1050,44 @@ op_scenario(struct reader *rd)
 		      is_errno(v));
 		if (v == MEMFAULT_RUN_EXIT)
 			break;
+	}
+	/*
+	 * Only where the vCPU runs in the VM of the region: vCPU 0 of the
+	 * VM object that made it, on the KVM VM that holds its memslot (a VM
+	 * object may wrap the second KVM VM).
+	 */
+	if (gmem || S.vcpu_vm[0] != S.vm[0] ||
+	    memfault_vm_get_fd(S.vm[0]) != S.vm_fd)
+		return;
+	/* KVM Userfault: the script ran to its end (the simulator's
+	 * shutdown) only if every page it touched was fetched (published) */
+	if (v == MEMFAULT_RUN_EXIT) {
+		struct kvm_run *run;
+
+		CHECK(memfault_vcpu_get_run(S.vcpu[0], &run) == 0);
+		if (run->exit_reason != KVM_EXIT_SHUTDOWN &&
+		    run->exit_reason != KVM_EXIT_SYSTEM_EVENT)
+			return;
+		for (size_t k = 0; k < nst; k++) {
+			uint64_t pg = (st[k].gpa - base) / page - first;
+
+			CHECK(!m_get(i, pg));
+			CHECK(memfault_region_is_missing(reg, pg) == 0);
+		}
+	}
+	/* a userfault handed to the VMM is on a missing page */
+	if (v == MEMFAULT_RUN_MEMORY_FAULT) {
+		struct memfault_fault f;
+
+		CHECK(memfault_vcpu_get_fault(S.vcpu[0], &f, sizeof(f)) == 0);
+		if ((f.flags & MEMFAULT_FAULT_USERFAULT) &&
+		    f.gpa >= base + first * page &&
+		    f.gpa < base + (first + n) * page) {
+			uint64_t pg = (f.gpa - base) / page - first;
+
+			CHECK(m_get(i, pg));
+			CHECK(memfault_region_is_missing(reg, pg) == 1);
+		}
 	}
 }
 
@@ -969,8 +1223,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	}
 
 	release_claims(&rd);
-	for (int i = 0; i < MAX_REGIONS; i++)
+	for (int i = 0; i < MAX_REGIONS; i++) {
+		m_compare(i, S.region[i]);
 		memfault_region_free(S.region[i]);
+		m_drop(i);
+	}
 	for (int i = 0; i < MAX_VCPUS; i++) {
 		memfault_vcpu_free(S.vcpu[i]);
 		free(S.vcpu_run_buf[i]);

@@ -10,7 +10,7 @@
 # current directory) as crash-*, leak-* or timeout-*. RUNS and SECONDS
 # (defaults 20000 and 20) are overridden by MEMFAULT_FUZZ_RUNS and
 # MEMFAULT_FUZZ_SECONDS; -1 runs means no limit but the time. The exit
-# status is libFuzzer's: 0 when nothing was found.
+# status is 0 when nothing was found, 1 otherwise (never 77, a skip).
 set -euo pipefail
 
 fuzzer=$1
@@ -26,6 +26,10 @@ trap 'rm -rf "$work"' EXIT
 
 # -timeout: an input running over 10 s is a hang (a lost wake-up or an
 # endless dispatch loop), reported as timeout-*.
+# -error_exitcode, -timeout_exitcode: libFuzzer's defaults are 77 and 70,
+# and 77 is what meson (and .ci/job-reliability.sh) count as a skip: a
+# crash or a failed CHECK would pass as skipped.
 "$fuzzer" -runs="$runs" -max_total_time="$seconds" -timeout=10 \
+	-error_exitcode=1 -timeout_exitcode=1 \
 	-rss_limit_mb=2048 -print_final_stats=1 \
 	-artifact_prefix="$artifacts/" "$@" "$work" "$seeds"
