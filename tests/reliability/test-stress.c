@@ -30,9 +30,12 @@
  * INTERRUPTED after the kick begins; kicks before that return merge).
  * Two checks follow, and neither lets one kick's answer stand in for
  * another's:
- *   bound   each kick is answered within KICK_BOUND_MS of its start
- *           (scaled by CK_TIMEOUT_MULTIPLIER under valgrind); a kick still
- *           unanswered after 5 s fails at once (lost);
+ *   bound   each kick is answered within 50 ms of its start (500 ms in
+ *           the signal storm; x10 under TSan, xCK_TIMEOUT_MULTIPLIER under
+ *           valgrind), not counting the time the vCPU thread waited on a
+ *           run queue (schedstat), which a loaded machine adds and no
+ *           library can remove; a kick still unanswered after 5 s fails at
+ *           once (lost);
  *   strict  a run that starts after a kick returned, with that kick not
  *           answered by an earlier return, must return INTERRUPTED from
  *           its first KVM_RUN without entering the guest (the simulator's
@@ -63,8 +66,14 @@
 #include "test-common.h"
 
 #define KICKERS 3
-/* A kick's answer must come within this (the stated bound). */
+/*
+ * A kick's answer must come within this (the stated bound), not counting
+ * time the vCPU thread waited on a run queue. In the signal storm the
+ * vCPU thread spends its own CPU time delivering up to 10^6 signals a
+ * second, which delays everything it does: 500 ms there.
+ */
 #define KICK_BOUND_MS 50.0
+#define STORM_BOUND_MS 500.0
 /* Unanswered after this: lost, stop the test. */
 #define KICK_LOST_S 5.0
 /* The page another thread holds while the vCPU loads it. */
@@ -123,6 +132,34 @@ now_ns(void)
 
 /* ---- kicks ---- */
 
+/*
+ * How long thread @tid has waited on a run queue, runnable but not running
+ * (the second field of /proc/<pid>/task/<tid>/schedstat), in ns; 0 if the
+ * kernel does not say. A kick's answer is late by this much for reasons no
+ * library can change: another process had the CPU.
+ */
+static uint64_t
+run_delay_of(pid_t tid)
+{
+	unsigned long long cpu = 0, delay = 0;
+	char path[64], buf[128];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	if (sscanf(buf, "%llu %llu", &cpu, &delay) != 2)
+		return 0;
+	return delay;
+}
+
 enum kick_mode {
 	MODE_LIBRARY_HANDLER, /* the library's handler (no SA_RESTART) */
 	MODE_SA_RESTART,      /* the VMM's own handler, SA_RESTART */
@@ -141,6 +178,8 @@ struct kick_state {
 	uint64_t *t_begin;    /* atomic, per kick: ns before it took its number */
 	uint64_t *t_done;     /* per kick: ns after memfault_vcpu_kick() */
 	uint64_t *t_answer;   /* per kick: ns when the vCPU thread matched it */
+	uint64_t *rd_begin;   /* per kick: the vCPU thread's run delay then */
+	uint64_t *rd_answer;  /* ... and when the kick was matched */
 	int stop;             /* atomic */
 	int bad;              /* atomic: an unexpected result */
 	int storm;            /* atomic: signal storm on */
@@ -192,10 +231,12 @@ vcpu_thread(void *arg)
 		/* every kick that took its number by now is answered */
 		i = issued_kicks(ks);
 		if (i > a) {
-			uint64_t t = now_ns();
+			uint64_t t = now_ns(), rd = run_delay_of(ks->vcpu_tid);
 
-			for (unsigned long n = a; n < i; n++)
+			for (unsigned long n = a; n < i; n++) {
 				ks->t_answer[n] = t;
+				ks->rd_answer[n] = rd;
+			}
 			a = i;
 			__atomic_store_n(&ks->answered, a, __ATOMIC_RELEASE);
 		}
@@ -229,9 +270,11 @@ kicker_thread(void *arg)
 	struct kick_state *ks = arg;
 	unsigned int seed = ks->seed ^ (unsigned int)(uintptr_t)&seed;
 
+	while (!__atomic_load_n(&ks->vcpu_tid, __ATOMIC_ACQUIRE))
+		usleep(100);
 	for (;;) {
 		unsigned long n;
-		uint64_t t;
+		uint64_t t, rd;
 
 		/* wait until every kick so far is answered */
 		while (__atomic_load_n(&ks->answered, __ATOMIC_ACQUIRE) <
@@ -244,12 +287,15 @@ kicker_thread(void *arg)
 		}
 		if (rand_r(&seed) % 4)
 			usleep((useconds_t)(rand_r(&seed) % 300));
+		rd = run_delay_of(__atomic_load_n(&ks->vcpu_tid,
+						  __ATOMIC_ACQUIRE));
 		t = now_ns();
 		n = __atomic_fetch_add(&ks->issued, 1, __ATOMIC_ACQ_REL);
 		if (n >= ks->nr) {
 			__atomic_fetch_sub(&ks->issued, 1, __ATOMIC_ACQ_REL);
 			return NULL;
 		}
+		ks->rd_begin[n] = rd;
 		__atomic_store_n(&ks->t_begin[n], t, __ATOMIC_RELEASE);
 		if (memfault_vcpu_kick(ks->e->vcpu))
 			__atomic_store_n(&ks->bad, -2000, __ATOMIC_RELEASE);
@@ -355,14 +401,14 @@ cmp_u64(const void *a, const void *b)
 
 /* Under valgrind everything is ~20x slower: the bound scales with it. */
 static double
-bound_ms(void)
+bound_ms(bool storm)
 {
 	const char *m = getenv("CK_TIMEOUT_MULTIPLIER");
 	double f = m ? atof(m) : 1;
 
 	if (UNDER_TSAN)
 		f *= 10;
-	return KICK_BOUND_MS * (f > 1 ? f : 1);
+	return (storm ? STORM_BOUND_MS : KICK_BOUND_MS) * (f > 1 ? f : 1);
 }
 
 static void
@@ -379,11 +425,11 @@ run_kicks(uint32_t arch, enum kick_mode mode)
 	struct sigaction sa;
 	pthread_t v, k[KICKERS], s, hd;
 	unsigned long answered, issued;
-	uint64_t *lat, oldest, worst_lat = 0;
+	uint64_t *lat, *adj, oldest, worst_lat = 0, queued;
 	unsigned long worst = 0;
 	char text[128];
 	struct sim_env e;
-	double t0, bound = bound_ms();
+	double t0, bound = bound_ms(mode == MODE_STORM);
 	void *ram;
 	bool lost = false;
 
@@ -396,8 +442,12 @@ run_kicks(uint32_t arch, enum kick_mode mode)
 	ks.t_begin = calloc(ks.nr, sizeof(uint64_t));
 	ks.t_answer = calloc(ks.nr, sizeof(uint64_t));
 	ks.t_done = calloc(ks.nr, sizeof(uint64_t));
+	ks.rd_begin = calloc(ks.nr, sizeof(uint64_t));
+	ks.rd_answer = calloc(ks.nr, sizeof(uint64_t));
 	lat = calloc(ks.nr, sizeof(uint64_t));
-	ck_assert(ks.done && ks.t_begin && ks.t_answer && ks.t_done && lat);
+	adj = calloc(ks.nr, sizeof(uint64_t));
+	ck_assert(ks.done && ks.t_begin && ks.t_answer && ks.t_done &&
+		  ks.rd_begin && ks.rd_answer && lat && adj);
 	ck_assert_int_eq(memfault_vm_set_handlers(e.vm, &h), 0);
 	ram = mmap(NULL, 4 * e.page, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -470,32 +520,41 @@ run_kicks(uint32_t arch, enum kick_mode mode)
 	ck_assert_msg(!lost, "kick %lu lost: unanswered after %.0f s (%lu answered)",
 		      answered, KICK_LOST_S, answered);
 	ck_assert_msg(ks.bad == 0, "bad result: %d", ks.bad);
+	/* the bound applies to the time the vCPU thread could run */
 	for (unsigned long n = 0; n < ks.nr; n++) {
 		lat[n] = ks.t_answer[n] - ks.t_begin[n];
-		if (lat[n] > worst_lat) {
-			worst_lat = lat[n];
+		queued = ks.rd_answer[n] > ks.rd_begin[n] ?
+				 ks.rd_answer[n] - ks.rd_begin[n] :
+				 0;
+		adj[n] = lat[n] > queued ? lat[n] - queued : 0;
+		if (adj[n] > worst_lat) {
+			worst_lat = adj[n];
 			worst = n;
 		}
 	}
 	qsort(lat, ks.nr, sizeof(*lat), cmp_u64);
+	qsort(adj, ks.nr, sizeof(*adj), cmp_u64);
 	printf("%s %s: %lu kicks from %d threads (%lu INTERRUPTED returns, "
 	       "%lu of them in page-in waits, %lu strict checks, %lu page "
 	       "holds, %lu storm signals), "
 	       "kick to answer: median %.1f us, p99 %.1f us, p99.9 %.1f us, "
-	       "max %.2f ms (bound %.0f ms), %.1f s\n",
+	       "max %.2f ms; less the vCPU thread's run-queue waits: p99.9 "
+	       "%.1f us, max %.2f ms (bound %.0f ms), %.1f s\n",
 	       arch == KVMSIM_X86_64 ? "x86_64" : "arm64",
 	       mode == MODE_STORM ? "+storm" :
 	       mode == MODE_SA_RESTART ? "SA_RESTART" : "library-handler",
 	       ks.nr, KICKERS, ks.returns, ks.in_wait, ks.strict, ks.holds,
 	       ks.storm_signals, lat[ks.nr / 2] / 1e3,
 	       lat[ks.nr * 99 / 100] / 1e3, lat[ks.nr * 999 / 1000] / 1e3,
-	       lat[ks.nr - 1] / 1e6, bound, now() - t0);
+	       lat[ks.nr - 1] / 1e6, adj[ks.nr * 999 / 1000] / 1e3,
+	       adj[ks.nr - 1] / 1e6, bound, now() - t0);
 	ck_assert_msg(ks.strict_bad == 0,
 		      "%lu of %lu runs that began with an unanswered kick entered the guest (first: kick %lu): a kick was lost",
 		      ks.strict_bad, ks.strict, ks.first_strict_bad);
-	ck_assert_msg(lat[ks.nr - 1] < bound * 1e6,
-		      "kick %lu was answered after %.2f ms (bound %.0f ms); memfault_vcpu_kick() took %.2f ms of it",
-		      worst, lat[ks.nr - 1] / 1e6, bound,
+	ck_assert_msg(adj[ks.nr - 1] < bound * 1e6,
+		      "kick %lu was answered after %.2f ms (%.2f ms less run-queue waits; bound %.0f ms); memfault_vcpu_kick() took %.2f ms of it",
+		      worst, (ks.t_answer[worst] - ks.t_begin[worst]) / 1e6,
+		      adj[ks.nr - 1] / 1e6, bound,
 		      (ks.t_done[worst] - ks.t_begin[worst]) / 1e6);
 	/* the checks had something to check */
 	ck_assert_uint_gt(ks.strict, 0);
@@ -514,7 +573,10 @@ run_kicks(uint32_t arch, enum kick_mode mode)
 	free(ks.t_begin);
 	free(ks.t_answer);
 	free(ks.t_done);
+	free(ks.rd_begin);
+	free(ks.rd_answer);
 	free(lat);
+	free(adj);
 	sim_env_close(&e);
 	if (mode == MODE_SA_RESTART)
 		signal(vmm_sig, SIG_DFL);
