@@ -516,7 +516,9 @@ kick_while_waiting(int model, int mode)
 	usleep(50 * 1000); /* B is asleep in the claim by now */
 	ck_assert_int_eq(__atomic_load_n(&b.done, __ATOMIC_ACQUIRE), 0);
 	t0 = now_s();
+	errno = 4321; /* the kick's futex wake must not change it */
 	ck_assert_int_eq(memfault_vcpu_kick(b.vt.vcpu), 0);
+	ck_assert_int_eq(errno, 4321);
 	while (!(answered = __atomic_load_n(&b.done, __ATOMIC_ACQUIRE)) &&
 	       now_s() - t0 < 2)
 		usleep(100);
