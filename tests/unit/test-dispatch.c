@@ -4,6 +4,7 @@
  * implicit conversions, handler verdicts and errors, the repeat guard,
  * kicks while waiting, and the same callbacks on both arch models.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -254,6 +255,13 @@ START_TEST(page_in_failure_and_to_vmm)
 	ck_assert(f.flags & MEMFAULT_FAULT_USERFAULT);
 	/* a handler verdict out of range is the handler's bug: -EPROTO */
 	c.page_in_result = 7;
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu), -EPROTO);
+	/* nor is any value the library uses internally (a kick's verdict) */
+	c.page_in_result = 2;
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu), -EPROTO);
+	c.page_in_result = INT_MIN;
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu), -EPROTO);
+	c.page_in_result = -4096;
 	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu), -EPROTO);
 	/* and then it works */
 	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu), MEMFAULT_RUN_EXIT);
