@@ -328,7 +328,7 @@ END_TEST
 /*
  * memfault_region_mark_missing() holds its pages as a fetcher would: it
  * waits for a fetch in progress to publish (which would clear the new
- * bit), then re-marks the page; a claim that outlives its wait (5 ms) -
+ * bit), then re-marks the page; a claim that outlives its wait (50 ms) -
  * the caller's own, here - gives -EBUSY, never a hang, with the other
  * pages of the range re-marked.
  */
