@@ -6,6 +6,7 @@
  */
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/uio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -567,6 +568,17 @@ reset_peak(void)
 	return ok;
 }
 
+/* qemu-user: process_vm_readv() is not passed through. */
+static bool
+emulated(void)
+{
+	char x = 0, y;
+	struct iovec l = { &y, 1 }, rm = { &x, 1 };
+
+	return process_vm_readv(getpid(), &l, 1, &rm, 1, 0) < 0 &&
+	       errno == ENOSYS;
+}
+
 static double
 seconds_since(const struct timespec *a)
 {
@@ -681,10 +693,13 @@ START_TEST(unbackable_missing_bitmap_is_enomem)
 	clock_gettime(CLOCK_MONOTONIC, &a);
 	ck_assert_int_eq(memfault_region_new(e.vm, 0, 0, size, NULL, &o, &r),
 			 -ENOMEM);
-	/* qemu-user takes a second to refuse it */
+	ck_assert_ptr_eq(r, (void *)1);
+	/* under qemu-user (no process_vm_readv()) time and RSS are the
+	 * emulator's, which keeps tables for the mapping it refused */
+	if (emulated())
+		return;
 	ck_assert_double_lt(seconds_since(&a), 5.0);
 	ck_assert_int_lt(rss_kib() - before, 16 * 1024);
-	ck_assert_ptr_eq(r, (void *)1);
 }
 END_TEST
 
