@@ -124,21 +124,80 @@ struct memfault_vcpu {
 	struct memfault_vm *vm;
 	pid_t tgid;
 	int kick_signal;
+	/*
+	 * atomic: a futex word memfault_vcpu_kick() increments (after its
+	 * store to immediate_exit) and wakes, so that a page-in wait of
+	 * dispatch ends on a kick whatever became of the kick's signal
+	 */
+	uint32_t kick_seq;
+	/* atomic: dispatch sleeps on kick_seq; the kick wakes it only then */
+	uint32_t kick_waiting;
+	bool time_handlers; /* MEMFAULT_VCPU_TIME_HANDLERS */
 	bool own_fd;
 	bool own_run;
 	size_t run_size;
 };
 
-/* Classify a failed KVM_RUN (ret == -1, @err = errno) or a successful one
- * (@err = 0) whose exit is a memory fault. Shared by memfault_vcpu_run()
- * and memfault_exit_classify(). */
+/* The largest errno a system call returns (MAX_ERRNO, include/linux/err.h). */
+#define MEMFAULT_MAX_ERRNO 4095
+
+/* Classify a failed KVM_RUN (ret == -1, @err = errno in 1..4095). */
 int memfault_classify_error(const struct kvm_run *run, int err,
 			    struct memfault_fault *fault);
+/* Everything but an ordinary exit: a memory fault with ret 0, a failure,
+ * or a result that is not one (-EPROTO). */
+int memfault_classify_slow(const struct kvm_run *run, int ret, int err,
+			   struct memfault_fault *fault);
+
+/*
+ * The exit contract: what one KVM_RUN result (@ret, and *@err, the errno
+ * read right after it, only read when @ret is -1) and the kvm_run it left
+ * mean. memfault_vcpu_run() and memfault_exit_classify() both call this,
+ * so that they cannot disagree; inline, and @err a pointer (&errno), so
+ * that an ordinary exit costs memfault_vcpu_run() two compares, no call
+ * and no errno read. @fault is written only for MEMFAULT_RUN_MEMORY_FAULT.
+ */
+static inline int
+memfault_classify_result(const struct kvm_run *run, int ret, const int *err,
+			 struct memfault_fault *fault)
+{
+	if (likely(ret == 0 && run->exit_reason != KVM_EXIT_MEMORY_FAULT))
+		return MEMFAULT_RUN_EXIT;
+	return memfault_classify_slow(run, ret, ret == -1 ? *err : 0, fault);
+}
+
+/* Whether the kernel of @ai leaves exit 39 alone on entry, so that
+ * memfault_prepare_entry() may reset it (no arch reads it back today). */
+static inline bool
+memfault_arch_resets_memory_fault(const struct memfault_arch_info *ai)
+{
+	return !(ai->readback_exits & (1ull << KVM_EXIT_MEMORY_FAULT));
+}
+
+/*
+ * Before each KVM_RUN whose result is classified: a KVM_RUN that fails
+ * before it writes an exit (EINVAL, EIO, EBADF, ...) leaves the previous
+ * exit_reason in place, and a leftover memory fault would read as a fresh
+ * one. Only that value is reset; any other may be one the kernel reads
+ * back on entry (arm64 KVM_EXIT_MMIO). Shared by memfault_vcpu_run() and
+ * memfault_exit_prepare().
+ */
+static inline void
+memfault_prepare_entry(struct kvm_run *run, bool reset_memory_fault)
+{
+	if (run->exit_reason == KVM_EXIT_MEMORY_FAULT && reset_memory_fault)
+		run->exit_reason = KVM_EXIT_UNKNOWN;
+}
+
 void memfault_vm_unref(struct memfault_vm *vm);
 void memfault_vm_log(const struct memfault_vm *vm, int level, const char *fmt,
 		     ...) __attribute__((format(printf, 3, 4)));
 int memfault_region_claim_page(struct memfault_region *region, uint64_t page,
 				uint32_t flags);
+/* The same, waiting on @vcpu's thread for dispatch: a kick of @vcpu ends
+ * the wait with -EINTR and immediate_exit set (the caller consumes it). */
+int memfault_region_claim_page_vcpu(struct memfault_region *region,
+				    uint64_t page, struct memfault_vcpu *vcpu);
 void memfault_region_publish_page(struct memfault_region *region,
 				  uint64_t page);
 
@@ -186,9 +245,11 @@ int memfault_uffd_page_in(struct memfault_uffd_reg *reg,
  * host threads faulting on the pages, so they fault again. */
 void memfault_uffd_wake(struct memfault_uffd_reg *reg, uint64_t first,
 			uint64_t count);
-/* Pages marked missing again: unmap them so the next access faults. */
-void memfault_uffd_zap(struct memfault_uffd_reg *reg, uint64_t first,
-		       uint64_t count);
+/* Pages marked missing again, which the caller has claimed: unmap them so
+ * the next access faults (KVM's mappings go too, by its MMU notifier).
+ * 0 or -errno of madvise(). */
+int memfault_uffd_zap(struct memfault_uffd_reg *reg, uint64_t first,
+		      uint64_t count);
 /* memfault_region_free() of a registered region: unregister it. */
 void memfault_uffd_region_gone(struct memfault_uffd_reg *reg);
 

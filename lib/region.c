@@ -10,6 +10,7 @@
  * Waiters sleep on the 32-bit half of the busy word that holds their bit
  * (futex), so no per-page object and no lock exist.
  */
+#include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "barrier.h"
@@ -24,6 +26,8 @@
 #include "memfault-private.h"
 
 #define BITS_PER_WORD (8 * sizeof(unsigned long))
+/* KVM_MEM_MAX_NR_PAGES of include/linux/kvm_host.h: no arch overrides it */
+#define KVM_MAX_NR_PAGES ((1ull << 31) - 1)
 
 
 
@@ -206,6 +210,23 @@ memfault_region_new(struct memfault_vm *vm, uint32_t slot, uint64_t gpa,
 	if ((flags & MEMFAULT_REGION_USERFAULT) &&
 	    !(vm->features.flags & MEMFAULT_FEATURE_KVM_USERFAULT))
 		return -EOPNOTSUPP;
+	/*
+	 * Sizes KVM refuses are refused before any memory is touched: with
+	 * MEMFAULT_REGION_MISSING the bitmap is committed in full before the
+	 * memslot exists (2^44 bytes took 3.2 s and 511 MiB to learn that).
+	 * __kvm_set_memory_region(): npages > KVM_MEM_MAX_NR_PAGES is
+	 * EINVAL, as is a guest_memfd range that wraps.
+	 */
+	if (!(flags & MEMFAULT_REGION_NO_MEMSLOT) &&
+	    (size >> memfault_page_shift > KVM_MAX_NR_PAGES ||
+	     OPTS_GET(opts, memfault_region_opts, guest_memfd_offset, 0) +
+			     size <
+		     OPTS_GET(opts, memfault_region_opts, guest_memfd_offset,
+			      0)))
+		return -EINVAL;
+	/* the bitmap must fit in the address space (32-bit hosts) */
+	if ((size >> memfault_page_shift) / 8 >= SIZE_MAX / 2)
+		return -ENOMEM;
 
 	r = calloc(1, sizeof(*r));
 	if (!r)
@@ -223,9 +244,16 @@ memfault_region_new(struct memfault_vm *vm, uint32_t slot, uint64_t gpa,
 	r->gmem_offset = OPTS_GET(opts, memfault_region_opts,
 				  guest_memfd_offset, 0);
 	/* Reserved, not committed: untouched words cost no memory, so a
-	 * 1 TiB region (2^28 bits) is free until it is used. */
+	 * 1 TiB region (2^28 bits) is free until it is used. Every word of
+	 * a MEMFAULT_REGION_MISSING bitmap is written below: that one is
+	 * accounted, so that the kernel's overcommit check refuses a size it
+	 * cannot back with ENOMEM here, not with the OOM killer in memset(). */
 	r->missing = mmap(NULL, r->map_size, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+			  MAP_PRIVATE | MAP_ANONYMOUS |
+				  (flags & MEMFAULT_REGION_MISSING
+					   ? 0
+					   : MAP_NORESERVE),
+			  -1, 0);
 	r->busy = mmap(NULL, r->map_size, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (r->missing == MAP_FAILED || r->busy == MAP_FAILED) {
@@ -344,45 +372,277 @@ word_mask(size_t w, uint64_t first, uint64_t end)
 	return m;
 }
 
+#ifndef MADV_DONTNEED_LOCKED
+#define MADV_DONTNEED_LOCKED 24 /* Linux 5.18 */
+#endif
+
+/* Words of a region one batch of memfault_region_mark_missing() holds. */
+#define MARK_BATCH_WORDS 64
+/* How long memfault_region_mark_missing() waits for fetches in progress. */
+#define MARK_WAIT_NS 50000000
+
+static void release_busy(struct memfault_region *r, size_t w,
+			 unsigned long m);
+
+/* Drop the host mapping of anonymous or shared memory behind the hva. */
+static int
+dontneed(void *addr, size_t len)
+{
+	int err;
+
+	if (!madvise(addr, len, MADV_DONTNEED))
+		return 0;
+	err = errno;
+	/* ENOMEM: a hole in the range; the mapped parts were dropped, and
+	 * the munmap() that made the hole invalidated the rest. */
+	if (err == ENOMEM)
+		return 0;
+	/* EINVAL: mlock()ed memory, which wants MADV_DONTNEED_LOCKED */
+	if (err == EINVAL) {
+		if (!madvise(addr, len, MADV_DONTNEED_LOCKED))
+			return 0;
+		err = errno;
+	}
+	/* still EINVAL: memory madvise() cannot drop (VM_PFNMAP, hugetlb
+	 * with a range that is not huge-page aligned, before 5.18 locked) */
+	return err == EINVAL ? -EOPNOTSUPP : -err;
+}
+
+/*
+ * Invalidate every mapping of pages [first, first + count) that would let
+ * an access skip the bitmap: KVM's (its MMU notifier or guest_memfd's
+ * invalidation zaps the stage-2/EPT/NPT entries, so that the next guest
+ * access faults and reads its bit: a mapped page ignores a new bit) and
+ * the host's under userfaultfd. KVM_MEM_USERFAULT stays on throughout: no
+ * other page of the slot is ever mapped without its exit. The caller
+ * holds the claims of these pages.
+ */
+static int
+invalidate(struct memfault_region *r, struct memfault_uffd_reg *reg,
+	   uint64_t first, uint64_t count)
+{
+	uint64_t off = first << memfault_page_shift;
+	uint64_t len = count << memfault_page_shift;
+
+	/* guest_memfd pages, private ones included (they have no hva):
+	 * kvm_gmem_punch_hole() invalidates every slot bound to them */
+	if ((r->kvm_flags & KVM_MEM_USERFAULT) &&
+	    (r->flags & MEMFAULT_REGION_GUEST_MEMFD) &&
+	    fallocate(r->gmem_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(r->gmem_offset + off), (off_t)len))
+		return -errno;
+	if (!r->hva)
+		return 0;
+	/* userfaultfd's zap unmaps the hva range: that notifies KVM too */
+	if (reg)
+		return memfault_uffd_zap(reg, first, count);
+	if (!(r->kvm_flags & KVM_MEM_USERFAULT))
+		return 0;
+	return dontneed((char *)r->hva + off, (size_t)len);
+}
+
+/* The pages of @own (words @w0 ... @w0 + @nw - 1) that are set, in runs. */
+static int
+invalidate_runs(struct memfault_region *r, struct memfault_uffd_reg *reg,
+		const unsigned long *own, size_t w0, size_t nw)
+{
+	uint64_t p = (uint64_t)w0 * BITS_PER_WORD, q;
+	int err = 0, e;
+
+	for (;;) {
+		size_t i = (size_t)(p / BITS_PER_WORD) - w0;
+		unsigned long v;
+
+		if (i >= nw)
+			break;
+		v = own[i] & (~0ul << (p % BITS_PER_WORD));
+		while (!v && ++i < nw)
+			v = own[i];
+		if (!v)
+			break;
+		p = (uint64_t)(w0 + i) * BITS_PER_WORD +
+		    (uint64_t)__builtin_ctzl(v);
+		v = ~own[i] & (~0ul << (p % BITS_PER_WORD));
+		while (!v && ++i < nw)
+			v = ~own[i];
+		q = v ? (uint64_t)(w0 + i) * BITS_PER_WORD +
+				(uint64_t)__builtin_ctzl(v)
+		      : (uint64_t)(w0 + nw) * BITS_PER_WORD;
+		e = invalidate(r, reg, p, q - p);
+		if (e && !err)
+			err = e;
+		p = q;
+	}
+	return err;
+}
+
+static int64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * Take the busy bits @m of word @w for memfault_region_mark_missing(), in
+ * ascending page order, waiting until @deadline for their holders
+ * (fetches in progress): such a fetch would publish after our mark and
+ * clear its bit, and our invalidation would discard what it has written.
+ * Ascending order keeps two overlapping marks from each waiting for the
+ * other; the deadline keeps a caller that holds one of the claims itself
+ * from waiting forever. Returns the bits taken; the others are busy.
+ */
+static unsigned long
+mark_claim(struct memfault_region *r, size_t w, unsigned long m,
+	   int64_t deadline)
+{
+	unsigned long own = 0;
+
+	while (m) {
+		unsigned long cur = MEMFAULT_READ_ONCE(r->busy[w]);
+		unsigned long blocked = m & cur;
+		unsigned long take = blocked ? m & ((blocked & -blocked) - 1)
+					     : m;
+		struct timespec ts;
+		uint32_t *fw, fm, fv;
+		int64_t left;
+
+		if (take) {
+			/* seq_cst as the claim of memfault_region_claim():
+			 * pairs with the fence in publish_bits() */
+			if (__atomic_compare_exchange_n(&r->busy[w], &cur,
+							cur | take, false,
+							__ATOMIC_SEQ_CST,
+							__ATOMIC_RELAXED)) {
+				__atomic_add_fetch(&r->nr_busy,
+						   __builtin_popcountl(take),
+						   __ATOMIC_SEQ_CST);
+				own |= take;
+				m &= ~take;
+			}
+			continue;
+		}
+		left = deadline - mono_ns();
+		if (left <= 0) {
+			/* given up: this page, and the rest of this word
+			 * without waiting (a later word waits no more) */
+			m &= ~(blocked & -blocked);
+			continue;
+		}
+		/* the lowest page left is being fetched: sleep until its
+		 * publish or abort (release_busy() wakes the word) */
+		fw = futex_word(r,
+				(uint64_t)w * BITS_PER_WORD +
+					(uint64_t)__builtin_ctzl(blocked),
+				&fm);
+		ts.tv_sec = (time_t)(left / 1000000000);
+		ts.tv_nsec = (long)(left % 1000000000);
+		/* Counted before the last look at the bit: pairs with the
+		 * seq_cst clear and load in release_busy(). */
+		__atomic_add_fetch(&r->nr_waiters, 1, __ATOMIC_SEQ_CST);
+		fv = __atomic_load_n(fw, __ATOMIC_SEQ_CST);
+		if (fv & fm)
+			(void)syscall(SYS_futex, fw, FUTEX_WAIT_PRIVATE, fv,
+				      &ts, NULL, 0);
+		__atomic_sub_fetch(&r->nr_waiters, 1, __ATOMIC_RELAXED);
+	}
+	return own;
+}
+
+/* One batch of memfault_region_mark_missing(), [first, end) in at most
+ * MARK_BATCH_WORDS words. */
+static int
+mark_batch(struct memfault_region *r, struct memfault_uffd_reg *reg,
+	   uint64_t first, uint64_t end, int64_t deadline)
+{
+	unsigned long own[MARK_BATCH_WORDS];
+	size_t w0 = word_of(first), nw = word_of(end - 1) - w0 + 1;
+	bool busy = false;
+	int err;
+
+	/*
+	 * Hold the pages as a fetcher would: no fetch of them can start
+	 * before the invalidation below, nor end after it; a fault on them
+	 * waits for us, then finds them missing.
+	 */
+	for (size_t i = 0; i < nw; i++) {
+		unsigned long m = word_mask(w0 + i, first, end);
+
+		own[i] = mark_claim(r, w0 + i, m, deadline);
+		busy |= own[i] != m;
+	}
+	/* Relaxed: setting a bit publishes nothing; the fence orders it. A
+	 * page still being fetched gets its bit too: harmless, its publish
+	 * clears it (hence -EBUSY). */
+	for (size_t i = 0; i < nw; i++)
+		__atomic_fetch_or(&r->missing[w0 + i],
+				  word_mask(w0 + i, first, end),
+				  __ATOMIC_RELAXED);
+	/*
+	 * The bits before the invalidation. Pairs with the smp_rmb() between
+	 * the fault path's sample of mmu_invalidate_seq and its read of the
+	 * bitmap (kvm_mmu_faultin_pfn() on x86, user_mem_abort() on arm64):
+	 * a fault that read a bit as clear before our store maps nothing,
+	 * because mmu_invalidate_retry() under mmu_lock then sees the
+	 * invalidation, and its retry reads the bit set. (A full fence: the
+	 * invalidation is a system call whose lock is an acquire only.)
+	 */
+	memfault_smp_mb();
+	err = invalidate_runs(r, reg, own, w0, nw);
+	for (size_t i = 0; i < nw; i++)
+		if (own[i])
+			release_busy(r, w0 + i, own[i]);
+	/* host threads that met our claim wait for a wake-up; they fault
+	 * again and fetch */
+	if (reg)
+		memfault_uffd_wake(reg, first, end - first);
+	return err ? err : busy ? -EBUSY : 0;
+}
+
 MEMFAULT_EXPORT int
 memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 			     uint64_t count)
 {
+	struct memfault_uffd_reg *reg;
 	uint64_t end = first + count;
-	size_t w, lw;
+	int64_t deadline;
+	int err = 0, e;
 
 	if (!range_ok(r, first, count))
 		return -EINVAL;
 	if (!count)
 		return 0;
-	/* Relaxed: setting a bit publishes nothing; it only makes later
-	 * accesses exit. Interior words are wholly ours: one store each. */
-	w = word_of(first);
-	lw = word_of(end - 1);
-	__atomic_fetch_or(&r->missing[w], word_mask(w, first, end),
-			  __ATOMIC_RELAXED);
-	if (w != lw) {
+	reg = memfault_region_get_uffd(r);
+	if (!reg && !(r->kvm_flags & KVM_MEM_USERFAULT)) {
+		/* nothing maps pages past the bitmap: only the bits */
+		size_t w = word_of(first), lw = word_of(end - 1);
+
+		__atomic_fetch_or(&r->missing[w], word_mask(w, first, end),
+				  __ATOMIC_RELAXED);
 		for (size_t i = w + 1; i < lw; i++)
 			MEMFAULT_WRITE_ONCE(r->missing[i], ~0ul);
-		__atomic_fetch_or(&r->missing[lw], word_mask(lw, first, end),
-				  __ATOMIC_RELAXED);
+		if (w != lw)
+			__atomic_fetch_or(&r->missing[lw],
+					  word_mask(lw, first, end),
+					  __ATOMIC_RELAXED);
+		return 0;
 	}
-	/* KVM does not re-check pages it already mapped until the flag is
-	 * toggled (v3 api.rst): toggle it so the new bits take effect. */
-	if (r->kvm_flags & KVM_MEM_USERFAULT) {
-		int err = set_memslot(r, r->kvm_flags & ~KVM_MEM_USERFAULT,
-				      r->size);
+	deadline = mono_ns() + MARK_WAIT_NS;
+	while (first < end) {
+		uint64_t next = ((uint64_t)word_of(first) + MARK_BATCH_WORDS) *
+				BITS_PER_WORD;
 
-		if (!err)
-			err = set_memslot(r, r->kvm_flags, r->size);
-		if (err)
-			return err;
+		if (next > end)
+			next = end;
+		e = mark_batch(r, reg, first, next, deadline);
+		/* a system call's error first, then -EBUSY */
+		if (e && (!err || err == -EBUSY))
+			err = e;
+		first = next;
 	}
-	/* userfaultfd traps host accesses only where nothing is mapped:
-	 * unmap the pages so that the new bits take effect there too. */
-	if (memfault_region_get_uffd(r))
-		memfault_uffd_zap(memfault_region_get_uffd(r), first, count);
-	return 0;
+	return err;
 }
 
 /* Release the claims in @m of busy word @w and wake their waiters. */
@@ -587,10 +847,80 @@ memfault_region_claim(struct memfault_region *r, uint64_t page,
 	return memfault_region_claim_page(r, page, flags);
 }
 
-/* memfault_region_claim() without the argument checks, for dispatch. */
-int
-memfault_region_claim_page(struct memfault_region *r, uint64_t page,
-			   uint32_t flags)
+/*
+ * Set once futex_waitv() failed with ENOSYS (before Linux 5.16, or an
+ * emulator such as qemu-user 7.2 that does not pass it through) or EPERM
+ * (a seccomp filter older than it): from then on a vCPU's page-in wait
+ * sleeps in KICK_SLICE_NS slices instead. Relaxed: a hint, set once.
+ */
+static int futex_waitv_missing;
+
+/* Linux 5.16 gave futex_waitv() one number on every architecture. */
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+
+/* Without futex_waitv(), a kick ends a page-in wait within this. */
+#define KICK_SLICE_NS 1000000L
+
+/*
+ * Sleep while *@fw holds @fv, for dispatch on @vcpu's thread, until a kick.
+ * Returns -EINTR if @vcpu was kicked (immediate_exit is set), else 0: the
+ * word changed, a signal or a time slice ended the sleep, and the caller
+ * looks again.
+ *
+ * A kick stores immediate_exit, then increments kick_seq and wakes it if
+ * kick_waiting is set (memfault_vcpu_kick()). Either we read its kick_seq
+ * below, and then also its immediate_exit (acquire/release), or our
+ * kick_waiting store comes first in the total order of the seq_cst
+ * operations, so the kick sees us waiting and wakes kick_seq, which the
+ * kernel compares with @seq under its futex lock before we sleep. The
+ * kick's signal is not needed: it may have been delivered before we got
+ * here, or restart the wait (SA_RESTART).
+ */
+static int
+kick_wait(struct memfault_vcpu *vcpu, uint32_t *fw, uint32_t fv)
+{
+	struct timespec slice = { 0, KICK_SLICE_NS };
+	uint32_t seq;
+	int r = 0;
+
+	/* Pairs with the seq_cst kick_seq increment and kick_waiting load in
+	 * memfault_vcpu_kick() (store-load on both sides). */
+	__atomic_store_n(&vcpu->kick_waiting, 1, __ATOMIC_SEQ_CST);
+	seq = __atomic_load_n(&vcpu->kick_seq, __ATOMIC_SEQ_CST);
+	/* Checked after every wake, as the caller loops back here. */
+	if (MEMFAULT_READ_ONCE(vcpu->run->immediate_exit)) {
+		r = -EINTR;
+		goto out;
+	}
+	if (!__atomic_load_n(&futex_waitv_missing, __ATOMIC_RELAXED)) {
+		struct futex_waitv w[2];
+
+		memset(w, 0, sizeof(w));
+		w[0].val = fv;
+		w[0].uaddr = (uintptr_t)fw;
+		w[0].flags = FUTEX_32 | FUTEX_PRIVATE_FLAG;
+		w[1].val = seq;
+		w[1].uaddr = (uintptr_t)&vcpu->kick_seq;
+		w[1].flags = FUTEX_32 | FUTEX_PRIVATE_FLAG;
+		/* Any other failure (EAGAIN: a word changed, EINTR) makes
+		 * the caller look again. */
+		if (syscall(SYS_futex_waitv, w, 2, 0, NULL, 0) >= 0 ||
+		    (errno != ENOSYS && errno != EPERM))
+			goto out;
+		__atomic_store_n(&futex_waitv_missing, 1, __ATOMIC_RELAXED);
+	}
+	/* The kick's wake goes to kick_seq, not to @fw: bound the sleep. */
+	syscall(SYS_futex, fw, FUTEX_WAIT_PRIVATE, fv, &slice, NULL, 0);
+out:
+	__atomic_store_n(&vcpu->kick_waiting, 0, __ATOMIC_RELAXED);
+	return r;
+}
+
+static int
+claim_page(struct memfault_region *r, uint64_t page, uint32_t flags,
+	   struct memfault_vcpu *vcpu)
 {
 	size_t w;
 	unsigned long m;
@@ -599,7 +929,7 @@ memfault_region_claim_page(struct memfault_region *r, uint64_t page,
 	m = bit_of(page);
 	for (;;) {
 		uint32_t *fw, fm, fv;
-		int err;
+		int err = 0;
 
 		/* Pairs with the store-release in memfault_region_publish():
 		 * present means the contents are visible to us. */
@@ -625,12 +955,33 @@ memfault_region_claim_page(struct memfault_region *r, uint64_t page,
 		fv = __atomic_load_n(fw, __ATOMIC_SEQ_CST);
 		/* Sleeps only while the futex word still holds @fv; a
 		 * publish or abort in between changes it and we retry. */
-		err = (fv & fm) && syscall(SYS_futex, fw, FUTEX_WAIT_PRIVATE,
-					   fv, NULL, NULL, 0) ? errno : 0;
+		if (!(fv & fm))
+			err = 0;
+		else if (vcpu)
+			err = kick_wait(vcpu, fw, fv);
+		else if (syscall(SYS_futex, fw, FUTEX_WAIT_PRIVATE, fv, NULL,
+				 NULL, 0) &&
+			 errno == EINTR)
+			err = -EINTR;
 		__atomic_sub_fetch(&r->nr_waiters, 1, __ATOMIC_RELAXED);
-		if (err == EINTR)
-			return -EINTR;
+		if (err)
+			return err;
 	}
+}
+
+/* memfault_region_claim() without the argument checks, for dispatch. */
+int
+memfault_region_claim_page(struct memfault_region *r, uint64_t page,
+			   uint32_t flags)
+{
+	return claim_page(r, page, flags, NULL);
+}
+
+int
+memfault_region_claim_page_vcpu(struct memfault_region *r, uint64_t page,
+				struct memfault_vcpu *vcpu)
+{
+	return claim_page(r, page, 0, vcpu);
 }
 
 MEMFAULT_EXPORT int

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,13 +27,49 @@ kick_handler(int sig)
 	(void)sig;
 }
 
-static int
-prepare_kick_signal(int sig, bool install)
+/*
+ * Signals that report a fault of the receiving thread's own instruction:
+ * the kernel forces SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGTRAP on it
+ * (force_sig_fault()) and SIGSYS for a seccomp trap, and abort() raises
+ * SIGABRT. With the do-nothing kick handler a real fault would return to
+ * the faulting instruction and take it again forever (a NULL write spins),
+ * and a VMM's own handler for them would take every kick for a crash.
+ */
+static bool
+is_fault_signal(int sig)
 {
-	struct sigaction old, sa;
+	switch (sig) {
+	case SIGSEGV:
+	case SIGBUS:
+	case SIGILL:
+	case SIGFPE:
+	case SIGTRAP:
+	case SIGSYS:
+	case SIGABRT:
+		return true;
+	default:
+		return false;
+	}
+}
 
-	if (sig <= 0 || sig > SIGRTMAX || sig == SIGKILL || sig == SIGSTOP)
+static bool
+is_kick_handler(const struct sigaction *sa)
+{
+	return !(sa->sa_flags & SA_SIGINFO) && sa->sa_handler == kick_handler;
+}
+
+/* Check the kick signal and its disposition without changing anything:
+ * 1 if the library must install its handler (SIG_DFL), 0 if a handler is
+ * there already, or a negative errno. */
+static int
+check_kick_signal(int sig, bool install)
+{
+	struct sigaction old;
+
+	if (sig <= 0 || sig > SIGRTMAX || sig == SIGKILL || sig == SIGSTOP ||
+	    is_fault_signal(sig))
 		return -EINVAL;
+	/* glibc answers EINVAL for the signals it keeps for itself (32, 33). */
 	if (sigaction(sig, NULL, &old))
 		return -errno;
 	/* An ignored signal is discarded at generation and would never
@@ -41,12 +78,60 @@ prepare_kick_signal(int sig, bool install)
 		return -EINVAL;
 	if (old.sa_handler != SIG_DFL || (old.sa_flags & SA_SIGINFO))
 		return 0;
-	if (!install)
-		return -EINVAL;
+	return install ? 1 : -EINVAL;
+}
+
+/*
+ * The last step of memfault_vcpu_new(), after everything that can fail, so
+ * that a failed call leaves the process's signal dispositions as they were.
+ * The handler then stays for the life of the process: every vCPU object
+ * with this kick signal relies on it, and memfault_vcpu_free() leaves it.
+ */
+static int
+install_kick_handler(int sig)
+{
+	struct sigaction old, sa;
+
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = kick_handler;
 	sigemptyset(&sa.sa_mask);
-	return sigaction(sig, &sa, NULL) ? -errno : 0;
+	if (sigaction(sig, &sa, &old))
+		return -errno;
+	if ((old.sa_handler == SIG_DFL && !(old.sa_flags & SA_SIGINFO)) ||
+	    is_kick_handler(&old))
+		return 0;
+	/* Another thread set a disposition since check_kick_signal() looked:
+	 * put it back. A handler of theirs interrupts KVM_RUN as well as ours;
+	 * SIG_IGN would lose every kick. */
+	sigaction(sig, &old, NULL);
+	if (old.sa_handler == SIG_IGN && !(old.sa_flags & SA_SIGINFO))
+		return -EINVAL;
+	return 0;
+}
+
+/* The errors memfault_vcpu_new() documents: the mapping size lookup
+ * (open() of /dev/kvm, KVM_GET_VCPU_MMAP_SIZE) and mmap() of the vCPU fd
+ * can fail in more ways than a caller can act on. */
+static int
+vcpu_new_error(int r)
+{
+	switch (r) {
+	case -EINVAL:
+	case -EBADF:
+	case -ENOMEM:
+	case -EMFILE:
+	case -EACCES:
+	case -ENODEV:
+		return r;
+	case -EAGAIN: /* mmap(): RLIMIT_MEMLOCK with mlockall(MCL_FUTURE) */
+		return -ENOMEM;
+	case -ENFILE:
+		return -EMFILE;
+	case -EPERM: /* open() or mmap() denied (LSM, file seals) */
+		return -EACCES;
+	default: /* ENOTTY, EOVERFLOW, ...: not a KVM fd to map from */
+		return -ENODEV;
+	}
 }
 
 MEMFAULT_EXPORT int
@@ -58,7 +143,7 @@ memfault_vcpu_new(struct memfault_vm *vm, int vcpu_fd,
 	struct memfault_vcpu *vcpu;
 	struct kvm_run *run;
 	uint64_t flags, run_size;
-	int sig, r;
+	int sig, install, r;
 
 	if (!vm || !ret_vcpu || !OPTS_VALID(opts, memfault_vcpu_opts))
 		return -EINVAL;
@@ -69,7 +154,8 @@ memfault_vcpu_new(struct memfault_vm *vm, int vcpu_fd,
 	if (!sig)
 		sig = SIGRTMIN;
 	if (flags & ~(uint64_t)(MEMFAULT_VCPU_OWN_FD |
-				MEMFAULT_VCPU_NO_SIGNAL_HANDLER))
+				MEMFAULT_VCPU_NO_SIGNAL_HANDLER |
+				MEMFAULT_VCPU_TIME_HANDLERS))
 		return -EINVAL;
 	if (OPTS_GET(opts, memfault_vcpu_opts, reserved, 0))
 		return -EINVAL;
@@ -78,16 +164,16 @@ memfault_vcpu_new(struct memfault_vm *vm, int vcpu_fd,
 	if (vcpu_fd < 0 || fcntl(vcpu_fd, F_GETFD) < 0)
 		return -EBADF;
 	if (!run && vm->mmap_size < 0)
-		return (int)vm->mmap_size;
+		return vcpu_new_error((int)vm->mmap_size);
+	install = check_kick_signal(sig,
+				    !(flags & MEMFAULT_VCPU_NO_SIGNAL_HANDLER));
+	if (install < 0)
+		return vcpu_new_error(install);
 	ai = memfault_arch_get(vm->arch);
 
 	vcpu = calloc(1, sizeof(*vcpu));
 	if (!vcpu)
 		return -ENOMEM;
-	r = prepare_kick_signal(sig,
-				!(flags & MEMFAULT_VCPU_NO_SIGNAL_HANDLER));
-	if (r)
-		goto err_free;
 	if (!run) {
 		run_size = (uint64_t)vm->mmap_size;
 		run = mmap(NULL, run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
@@ -98,22 +184,31 @@ memfault_vcpu_new(struct memfault_vm *vm, int vcpu_fd,
 		}
 		vcpu->own_run = true;
 	}
+	/* Nothing fails after this but the handler's own installation. */
+	if (install) {
+		r = install_kick_handler(sig);
+		if (r)
+			goto err_unmap;
+	}
 	vcpu->run = run;
 	vcpu->run_size = run_size;
 	vcpu->fd = vcpu_fd;
 	vcpu->own_fd = flags & MEMFAULT_VCPU_OWN_FD;
+	vcpu->time_handlers = flags & MEMFAULT_VCPU_TIME_HANDLERS;
 	vcpu->kick_signal = sig;
 	vcpu->tgid = getpid();
-	vcpu->reset_memory_fault =
-		!(ai->readback_exits & (1ull << KVM_EXIT_MEMORY_FAULT));
+	vcpu->reset_memory_fault = memfault_arch_resets_memory_fault(ai);
 	vcpu->vm = vm;
 	__atomic_add_fetch(&vm->refs, 1, __ATOMIC_RELAXED);
 	*ret_vcpu = vcpu;
 	return 0;
 
+err_unmap:
+	if (vcpu->own_run)
+		munmap(run, run_size);
 err_free:
 	free(vcpu);
-	return r;
+	return vcpu_new_error(r);
 }
 
 MEMFAULT_EXPORT void
@@ -168,34 +263,26 @@ MEMFAULT_EXPORT int
 memfault_vcpu_run(struct memfault_vcpu *vcpu)
 {
 	struct kvm_run *run;
-	int r, err;
+	int r;
 
 	if (unlikely(!vcpu))
 		return -EINVAL;
 	run = vcpu->run;
 	publish_tid(vcpu);
-	/* Only a leftover memory fault is reset, so that a later error
-	 * without a fresh exit cannot be mistaken for one; any other value
-	 * may be one the kernel reads back (arm64 KVM_EXIT_MMIO). */
-	if (run->exit_reason == KVM_EXIT_MEMORY_FAULT &&
-	    vcpu->reset_memory_fault)
-		run->exit_reason = KVM_EXIT_UNKNOWN;
+	/* What memfault_exit_prepare() does: a leftover memory fault must not
+	 * be read as a fresh one after an early failure. */
+	memfault_prepare_entry(run, vcpu->reset_memory_fault);
 	vcpu->fault_valid = false;
 
 	r = ioctl(vcpu->fd, KVM_RUN, 0);
 	memfault_stat_add(&vcpu->stats.runs, 1);
-	if (likely(r == 0)) {
-		if (likely(run->exit_reason != KVM_EXIT_MEMORY_FAULT)) {
-			memfault_stat_add(&vcpu->stats.exits, 1);
-			return MEMFAULT_RUN_EXIT;
-		}
-		memfault_decode_fault(run, 0, &vcpu->fault);
-		vcpu->fault_valid = true;
-		memfault_stat_add(&vcpu->stats.memory_faults, 1);
-		return MEMFAULT_RUN_MEMORY_FAULT;
+	/* The one classification memfault_exit_classify() uses too; errno is
+	 * read only after -1 (after any other result it is stale). */
+	r = memfault_classify_result(run, r, &errno, &vcpu->fault);
+	if (likely(r == MEMFAULT_RUN_EXIT)) {
+		memfault_stat_add(&vcpu->stats.exits, 1);
+		return r;
 	}
-	err = errno;
-	r = memfault_classify_error(run, err, &vcpu->fault);
 	if (r == MEMFAULT_RUN_INTERRUPTED) {
 		memfault_stat_add(&vcpu->stats.interrupted, 1);
 		/* The kick (if it was one) is consumed. A kick that stores 1
@@ -229,6 +316,21 @@ memfault_vcpu_kick(struct memfault_vcpu *vcpu)
 	if (tid && syscall(SYS_tgkill, vcpu->tgid, tid, vcpu->kick_signal) &&
 	    errno != ESRCH)
 		r = -errno;
+	/*
+	 * The futex word covers a vCPU waiting in dispatch for another
+	 * thread's page-in, whose wait the signal does not end: delivered
+	 * before the wait began, or restarted by an SA_RESTART handler. The
+	 * seq_cst increment orders the immediate_exit store before it
+	 * (release: a waiter reading the new value sees the kick), and with
+	 * the seq_cst load it pairs with the kick_waiting store and kick_seq
+	 * load of kick_wait() in region.c: either the waiter sees the new
+	 * value or we see it waiting. Both system calls are
+	 * async-signal-safe; errno is restored below.
+	 */
+	__atomic_add_fetch(&vcpu->kick_seq, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&vcpu->kick_waiting, __ATOMIC_SEQ_CST))
+		syscall(SYS_futex, &vcpu->kick_seq, FUTEX_WAKE_PRIVATE, 1, NULL,
+			NULL, 0);
 	/* A signal handler calling us must find errno as it was. */
 	errno = saved_errno;
 	return r;

@@ -138,7 +138,10 @@ struct memfault_vm;
 enum memfault_vm_flag {
 	/** The VM object owns the VM fd and closes it when freed. */
 	MEMFAULT_VM_OWN_FD = 1u << 0,
-	/** Do not probe KVM Userfault (no scratch memslot is created). */
+	/**
+	 * Do not probe KVM Userfault: no throw-away VM is created, and
+	 * memfault_features::userfault_probe_error reads -ECANCELED.
+	 */
 	MEMFAULT_VM_NO_USERFAULT_PROBE = 1u << 1,
 };
 
@@ -152,22 +155,20 @@ struct memfault_vm_opts {
 	/** Bitwise OR of enum memfault_vm_flag values. */
 	uint64_t flags;
 	/**
-	 * Guest physical address of the one-page scratch memslot used to probe
-	 * KVM Userfault; 0 selects the default (64 GiB minus 2 MiB). It must not
-	 * overlap a memslot of the VM.
+	 * Unused: the KVM Userfault probe no longer creates a memslot in this
+	 * VM. Still checked: a value that is not a multiple of the page size,
+	 * or that wraps, makes memfault_vm_new() fail with -EINVAL as before.
 	 */
 	uint64_t probe_gpa;
 	/**
-	 * An open /dev/kvm descriptor, used only to read the size of the
-	 * kvm_run mapping; a value <= 0 makes the library open /dev/kvm itself.
+	 * An open /dev/kvm descriptor (borrowed), used to read the size of the
+	 * kvm_run mapping and to create the throw-away VM of the KVM Userfault
+	 * probe; a value <= 0 makes the library open /dev/kvm itself.
 	 */
 	int32_t kvm_fd;
 	/** Architecture model, one of enum memfault_arch; 0 is the host's. */
 	uint32_t arch;
-	/**
-	 * Memslot id for the KVM Userfault probe; 0 selects the highest id the
-	 * VM allows.
-	 */
+	/** Unused: no memslot is created in this VM; ignored. */
 	uint32_t probe_slot;
 	/** Reserved, must be zero. */
 	uint32_t reserved;
@@ -195,7 +196,8 @@ enum memfault_feature {
 	MEMFAULT_FEATURE_GUEST_MEMFD_FLAGS = 1u << 5,
 	/**
 	 * The kernel accepted the proposed KVM_MEM_USERFAULT memslot flag on a
-	 * scratch memslot (experimental: KVM Userfault is not merged upstream).
+	 * memslot of a throw-away VM (experimental: KVM Userfault is not merged
+	 * upstream).
 	 */
 	MEMFAULT_FEATURE_KVM_USERFAULT = 1u << 6,
 };
@@ -215,7 +217,9 @@ struct memfault_features {
 	uint32_t arch;
 	/**
 	 * 0 if the KVM Userfault probe gave a clear answer, or the negative
-	 * errno that kept it from giving one (-ECANCELED if it was disabled).
+	 * errno that kept it from giving one: -ECANCELED if it was disabled,
+	 * -ENODEV or -EACCES if /dev/kvm could not be opened (pass
+	 * memfault_vm_opts::kvm_fd), the error of KVM_CREATE_VM (e.g. -ENOMEM).
 	 */
 	int32_t userfault_probe_error;
 	/** Host page size in bytes, from sysconf(). */
@@ -232,8 +236,16 @@ struct memfault_features {
  * KVM_CAP_GUEST_MEMFD_FLAGS with KVM_CHECK_EXTENSION on the VM fd, and,
  * unless MEMFAULT_VM_NO_USERFAULT_PROBE is set and when USER_MEMORY2 is
  * there, whether the kernel accepts the proposed KVM_MEM_USERFAULT memslot
- * flag, by creating and deleting a one-page scratch memslot (no capability
- * number is trusted: every proposed one collides with a merged capability).
+ * flag (no capability number is trusted: every proposed one collides with
+ * a merged capability). That probe creates a one-page memslot in a
+ * throw-away VM of its own (KVM_CREATE_VM on memfault_vm_opts::kvm_fd or
+ * on /dev/kvm; on x86, of type KVM_X86_SW_PROTECTED_VM when @p vm_fd
+ * reports private memory and that type exists, else type 0) and closes it:
+ * no memslot is ever created in @p vm_fd's VM. The answer of the kernel is
+ * cached in the process, so later calls on VMs of the same kernel and type
+ * create no VM. Cost of the first probe (measured): 0.65-0.9 ms on an
+ * x86-64 host with KVM on Linux 6.18; in guests under QEMU TCG with
+ * nested KVM, 3 ms (arm64) and 19 ms (x86-64).
  *
  * @param vm_fd a KVM VM file descriptor (from KVM_CREATE_VM). It is
  *        borrowed unless @p opts sets MEMFAULT_VM_OWN_FD, in which case it
@@ -323,6 +335,12 @@ enum memfault_vcpu_flag {
 	 * one itself (any handler works; SIG_DFL and SIG_IGN do not).
 	 */
 	MEMFAULT_VCPU_NO_SIGNAL_HANDLER = 1u << 1,
+	/**
+	 * Time the dispatch handlers (memfault_vcpu_stats::handler_ns): two
+	 * clock_gettime() calls per handler call. Without it handler_ns
+	 * stays 0 and a resolved fault makes no such call. @since 0.2
+	 */
+	MEMFAULT_VCPU_TIME_HANDLERS = 1u << 2,
 };
 
 /**
@@ -346,7 +364,8 @@ struct memfault_vcpu_opts {
 	 * KVM_RUN; 0 selects SIGRTMIN. Unless MEMFAULT_VCPU_NO_SIGNAL_HANDLER is
 	 * set, the library installs a do-nothing handler for it if its
 	 * disposition is SIG_DFL. The signal must not be blocked in the vCPU
-	 * thread while it runs.
+	 * thread while it runs, and must not be one that reports a fault
+	 * (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS, SIGABRT).
 	 */
 	int32_t kick_signal;
 	/** Reserved, must be zero. */
@@ -362,14 +381,35 @@ struct memfault_vcpu_opts {
  *        @p opts sets MEMFAULT_VCPU_OWN_FD; never closed on failure.
  * @param opts options, or NULL for the defaults.
  * @param[out] ret_vcpu the new vCPU object; written only on success.
- * @return 0 on success or a negative errno.
+ *
+ * The kick signal's handler, if the library installs one, is installed
+ * last, so that a call that fails leaves every signal disposition as it
+ * was. It then stays for the life of the process: other vCPU objects with
+ * the same kick signal rely on it, and memfault_vcpu_free() leaves it.
+ *
+ * @return 0 on success or a negative errno; nothing changed on failure.
  * @retval -EINVAL a NULL or malformed argument, an adopted mapping smaller
- *         than struct kvm_run, or a kick signal out of range.
- * @retval -EBADF @p vcpu_fd is not an open file descriptor.
- * @retval -ENOMEM out of memory.
+ *         than struct kvm_run, or a kick signal that cannot be one: out of
+ *         range, SIGKILL or SIGSTOP, a signal glibc keeps for itself, an
+ *         ignored signal, SIG_DFL with MEMFAULT_VCPU_NO_SIGNAL_HANDLER, or
+ *         a signal that reports a fault of the thread itself (SIGSEGV,
+ *         SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS, SIGABRT: a kick handler
+ *         would hide the fault, and a crash handler would take kicks for
+ *         crashes).
+ * @retval -EBADF @p vcpu_fd is not an open file descriptor, or
+ *         memfault_vm_opts::kvm_fd was not one and the library needed it
+ *         for the mapping size.
+ * @retval -ENOMEM out of memory, or out of address space for the mapping.
+ * @retval -EMFILE no file descriptor was free to open /dev/kvm for the
+ *         mapping size.
+ * @retval -EACCES the kvm_run mapping was refused: @p vcpu_fd is not open
+ *         for reading and writing, or /dev/kvm could not be opened for lack
+ *         of permission.
  * @retval -ENODEV the library could not learn the mapping size because
- *         /dev/kvm could not be opened (pass memfault_vcpu_opts::run or
- *         memfault_vm_opts::kvm_fd).
+ *         /dev/kvm does not exist or memfault_vm_opts::kvm_fd is not a KVM
+ *         fd (pass memfault_vcpu_opts::run or a working
+ *         memfault_vm_opts::kvm_fd), or @p vcpu_fd cannot be mapped (not a
+ *         KVM vCPU fd).
  * @note Thread-safe; not async-signal-safe.
  * @since 0.1
  */
@@ -380,6 +420,10 @@ int memfault_vcpu_new(struct memfault_vm *vm, int vcpu_fd,
 /**
  * @brief **memfault_vcpu_free()**: release a vCPU object, its kvm_run
  * mapping if the library made it, and its fd if it owns it.
+ *
+ * The kick signal's handler, if memfault_vcpu_new() installed it, stays
+ * installed: other vCPU objects may share it, and a kick still in flight
+ * must not meet SIG_DFL (which ends the process for most signals).
  *
  * @param vcpu the vCPU object, or NULL (nothing happens).
  * @note Not async-signal-safe. No other call may use @p vcpu afterwards,
@@ -433,6 +477,19 @@ int memfault_vcpu_get_run(const struct memfault_vcpu *vcpu,
  * | -1, any errno | KVM_EXIT_MEMORY_FAULT | MEMFAULT_RUN_MEMORY_FAULT, fault error -errno |
  * | -1, EFAULT | anything else | -EFAULT: an unannotated fault, no address known |
  * | -1, other | anything else | -errno |
+ * | -1, errno 0 or above 4095 | any | -EPROTO: not a system call result |
+ * | neither 0 nor -1 | any | -EPROTO: not a system call result |
+ *
+ * The last two rows are what a broken kernel or an interposed ioctl() (an
+ * LD_PRELOAD library, a seccomp user notifier) can produce; no errno is
+ * read and no exit is decoded from them.
+ *
+ * A KVM_RUN that fails before the kernel writes an exit (EINVAL, EIO,
+ * EBADF, ...) leaves `exit_reason` as the previous run left it: a memory
+ * fault from an earlier run would read as a fresh one. memfault_vcpu_run()
+ * guards against that before entry; a VMM that calls KVM_RUN itself must
+ * call memfault_exit_prepare() before each KVM_RUN whose result it passes
+ * to memfault_exit_classify().
  * @{
  */
 
@@ -454,12 +511,15 @@ enum memfault_run_result {
 /**
  * @brief **memfault_vcpu_run()**: run the vCPU once and classify the exit.
  *
- * Before entry, a leftover KVM_EXIT_MEMORY_FAULT in `kvm_run.exit_reason`
- * is reset to KVM_EXIT_UNKNOWN, so that an error that does not come with a
- * fresh memory-fault exit is never mistaken for one. No other value is
- * touched: arm64 reads KVM_EXIT_MMIO back on entry to complete a load.
- * Exactly one system call (KVM_RUN) is made; `errno` is read once, right
- * after it, and is not changed for the caller in a way to rely on.
+ * Before entry, it does what memfault_exit_prepare() does: a leftover
+ * KVM_EXIT_MEMORY_FAULT in `kvm_run.exit_reason` is reset to
+ * KVM_EXIT_UNKNOWN, so that an error that does not come with a fresh
+ * memory-fault exit is never mistaken for one. No other value is touched:
+ * arm64 reads KVM_EXIT_MMIO back on entry to complete a load. Exactly one
+ * system call (KVM_RUN) is made; `errno` is read once, right after it and
+ * only if it returned -1, and is not changed for the caller in a way to
+ * rely on. The result is the one memfault_exit_classify() gives for the
+ * same KVM_RUN result and kvm_run.
  *
  * @param vcpu the vCPU object.
  * @return one of enum memfault_run_result, or a negative errno.
@@ -471,6 +531,9 @@ enum memfault_run_result {
  *         the kernel gave no address (for example a memslot whose memory is
  *         not mapped).
  * @retval -EINVAL @p vcpu is NULL.
+ * @retval -EPROTO KVM_RUN returned neither 0 nor -1, or -1 with an errno
+ *         that is not one (0, or above 4095): a broken kernel or an
+ *         interposed ioctl(); nothing is classified.
  * @note Use from one thread at a time; any other errno of KVM_RUN is
  *       returned negated.
  * @since 0.1
@@ -486,7 +549,11 @@ int memfault_vcpu_run(struct memfault_vcpu *vcpu);
  * about to enter it or outside it, memfault_vcpu_run() returns
  * MEMFAULT_RUN_INTERRUPTED at least once after the kick begins; kicks that
  * arrive before that return are merged into it. No kick that returns 0 is
- * lost.
+ * lost. memfault_vcpu_run_dispatch() returns it too while it waits for
+ * another thread's page-in: the kick also increments a per-vCPU futex
+ * word the wait sleeps on (futex_waitv(), Linux 5.16), so the wait ends
+ * whether the signal came before it or restarts it (SA_RESTART). Where
+ * futex_waitv() is missing, the wait looks at the kick every millisecond.
  *
  * A real-time kick signal (the default, SIGRTMIN) is queued once per kick,
  * from the user's RLIMIT_SIGPENDING allowance, which every process of the
@@ -587,22 +654,56 @@ int memfault_vcpu_get_fault(const struct memfault_vcpu *vcpu,
 			    struct memfault_fault *ret_fault, size_t size);
 
 /**
+ * @brief **memfault_exit_prepare()**: get a kvm_run ready for a KVM_RUN
+ * the VMM makes itself, as memfault_vcpu_run() does before entry.
+ *
+ * A KVM_RUN that fails before the kernel writes an exit (EINVAL, EIO,
+ * EBADF, ...) leaves `exit_reason` as the previous run left it, and a
+ * memory fault left there would read as a fresh one. If `exit_reason` is
+ * KVM_EXIT_MEMORY_FAULT and the kernel of @p arch does not read that value
+ * back on entry (none does), it is reset to KVM_EXIT_UNKNOWN; nothing else
+ * is written, so exits the kernel completes on entry (arm64 KVM_EXIT_MMIO)
+ * are kept. Call it before each KVM_RUN whose result is passed to
+ * memfault_exit_classify(), after handling the previous exit.
+ *
+ * The library cannot check that this call was made: a stale memory-fault
+ * exit and a fresh one look the same in kvm_run.
+ *
+ * @param run the vCPU's kvm_run.
+ * @param arch the VM's architecture (enum memfault_arch; MEMFAULT_ARCH_HOST
+ *        for the host's).
+ * @return 0 on success or a negative errno.
+ * @retval -EINVAL @p run is NULL or @p arch is unknown (nothing is written).
+ * @note Thread-safe and async-signal-safe; use it from the thread that
+ *       runs the vCPU, as it writes `exit_reason`.
+ * @since 0.2
+ */
+int memfault_exit_prepare(struct kvm_run *run, uint32_t arch);
+
+/**
  * @brief **memfault_exit_classify()**: classify a KVM_RUN result the VMM
  * obtained itself, as memfault_vcpu_run() does.
  *
+ * The VMM must call memfault_exit_prepare() before each KVM_RUN whose
+ * result it passes here: otherwise a KVM_RUN that failed early (EINVAL,
+ * EIO, ...) after a memory-fault exit is reported as a fresh memory fault.
+ * For the same KVM_RUN result and kvm_run, the result is the one
+ * memfault_vcpu_run() returns.
+ *
  * @param run the vCPU's kvm_run, as KVM_RUN left it.
  * @param ioctl_ret the value ioctl(KVM_RUN) returned.
- * @param err the errno read right after the ioctl (ignored when
- *        @p ioctl_ret is 0).
+ * @param err the errno read right after the ioctl (ignored unless
+ *        @p ioctl_ret is -1).
  * @param[out] ret_fault if not NULL, filled with min(@p size, sizeof)
  *        bytes when the result is MEMFAULT_RUN_MEMORY_FAULT, untouched
  *        otherwise.
  * @param size the caller's `sizeof(struct memfault_fault)`.
  * @return one of enum memfault_run_result, or the negative errno of the
  *         failed run (as memfault_vcpu_run()).
- * @retval -EINVAL @p run is NULL, @p ioctl_ret is neither 0 nor -1, @p err
- *         is not a positive errno when @p ioctl_ret is -1, or @p ret_fault
- *         is given with @p size 0.
+ * @retval -EINVAL @p run is NULL, or @p ret_fault is given with @p size 0.
+ * @retval -EPROTO @p ioctl_ret is neither 0 nor -1, or it is -1 and @p err
+ *         is not an errno (0, negative or above 4095): not a system call
+ *         result (before 0.2: -EINVAL).
  * @note Thread-safe and async-signal-safe; reads @p run only.
  * @since 0.1
  */
@@ -717,15 +818,24 @@ struct memfault_region_info {
  * @param opts options, or NULL for the defaults.
  * @param[out] ret_region the new region; written only on success.
  * @return 0 on success or a negative errno.
- * @retval -EINVAL bad alignment, size, flags or options.
+ * @retval -EINVAL bad alignment, size, flags or options; or a memslot
+ *         KVM refuses whatever the memory: more than 2^31 - 1 pages
+ *         (KVM_MEM_MAX_NR_PAGES), or a guest_memfd range that wraps. These
+ *         are refused before any bitmap memory is touched.
  * @retval -EEXIST the range overlaps a region of this VM.
  * @retval -EOPNOTSUPP #MEMFAULT_REGION_USERFAULT without kernel support.
- * @retval -ENOMEM out of memory.
+ * @retval -ENOMEM out of memory, including a #MEMFAULT_REGION_MISSING
+ *         bitmap the kernel will not commit (it is accounted: with the
+ *         default overcommit policy, one larger than RAM plus swap fails
+ *         here, at once, rather than with the OOM killer).
  * @note Setup call: not concurrently with other region calls on @p vm.
  *       The bitmap is reserved, not committed: a 1 TiB region costs
- *       nothing until words are touched (#MEMFAULT_REGION_MISSING touches
- *       all of them). Other KVM errors of KVM_SET_USER_MEMORY_REGION2 are
- *       returned as they are.
+ *       nothing until words are touched. #MEMFAULT_REGION_MISSING writes
+ *       all of them (one bit per page, 1/32768 of the region's size with
+ *       4 KiB pages: 256 MiB for the largest memslot) before KVM can see
+ *       the memslot, as KVM Userfault needs every bit set by then. Other
+ *       KVM errors of KVM_SET_USER_MEMORY_REGION2 are returned as they
+ *       are.
  * @since 0.1
  */
 int memfault_region_new(struct memfault_vm *vm, uint32_t slot, uint64_t gpa,
@@ -779,23 +889,60 @@ int memfault_region_get_info(const struct memfault_region *region,
  * @brief **memfault_region_mark_missing()**: set the bits of pages
  * [@p first, @p first + @p count).
  *
- * KVM ignores bits set on pages it has already mapped until
- * KVM_MEM_USERFAULT is toggled; on a region registered with
- * #MEMFAULT_REGION_USERFAULT this function therefore re-toggles the flag
- * after setting the bits (two KVM_SET_USER_MEMORY_REGION2 calls, which
- * unmap the slot from the guest), so the bits always take effect.
- * On a region registered with memfault_uffd_register(), the pages are
- * also unmapped from the host, so that host accesses fault on them too
- * (MADV_DONTNEED; in #MEMFAULT_UFFD_MISSING mode their contents are
- * dropped, with MADV_REMOVE for shared memory).
+ * KVM reads a page's bit only when the page faults: a bit set on a page
+ * it has already mapped has no effect by itself. On a region registered
+ * with #MEMFAULT_REGION_USERFAULT this function therefore sets the bits,
+ * then invalidates the host mapping of just these pages, which makes
+ * KVM's MMU notifier drop its mappings of them (stage 2, EPT, NPT): the
+ * next access of a vCPU faults, reads the bit and exits. KVM_MEM_USERFAULT
+ * stays on throughout, so no other page is ever mapped without its exit
+ * (turning it off and on, which an older version of this function did,
+ * let running vCPUs read missing pages meanwhile, and unbinds a
+ * guest_memfd slot on 7.2). The invalidation is MADV_DONTNEED on the
+ * region's memory and, for a #MEMFAULT_REGION_GUEST_MEMFD region,
+ * FALLOC_FL_PUNCH_HOLE on the guest_memfd (private pages have no host
+ * mapping). On a region registered with memfault_uffd_register(), the
+ * pages are unmapped from the host the same way, so that host accesses
+ * fault on them too (in #MEMFAULT_UFFD_MISSING mode with MADV_REMOVE for
+ * shared memory).
+ *
+ * The rule: **the contents of re-marked pages are discarded** wherever
+ * they are private (anonymous memory and guest_memfd read as zeros until
+ * fetched; memory mapped MAP_SHARED keeps its page cache, #MEMFAULT_UFFD_MISSING
+ * mode drops that too): a missing page is fetched again anyway. The cost
+ * is one madvise() (and one fallocate()) per 4096 pages of the range
+ * (64-bit hosts), plus a fault of each page when it is next accessed; the
+ * rest of the memslot stays mapped.
+ *
+ * The function holds the pages as a fetcher would while it works, so that
+ * no fetch of them runs meanwhile; faults on them wait for it. A fetch
+ * already in progress (between a claim and its publish or abort) would
+ * publish over the new bit, and lose what it wrote to the invalidation:
+ * the function waits for it, up to 50 ms in all, then leaves such pages
+ * alone (their bits set, to be cleared by that publish) and returns
+ * -EBUSY; the other pages are re-marked. Call it again once the fetch has
+ * ended. A caller that holds the claim itself always gets -EBUSY.
+ * A region without #MEMFAULT_REGION_USERFAULT or userfaultfd has nothing
+ * mapped past its bitmap: only the bits are set, nothing waits.
  *
  * @param region the region.
  * @param first first page index.
  * @param count number of pages (0 is allowed and does nothing).
- * @return 0 on success or a negative errno.
- * @retval -EINVAL NULL region, or a range beyond the region.
- * @note Thread-safe against the other bitmap operations; whole words are
- *       written with one atomic operation each.
+ * @return 0 on success or a negative errno: besides those below, an
+ *         error of madvise() or fallocate() as they report it. On an
+ *         error other than -EINVAL the bits are set all the same, but a
+ *         page the invalidation missed may still be read by a vCPU or host
+ *         thread that had it mapped; calling again completes it.
+ * @retval -EINVAL NULL region, or a range beyond the region (nothing
+ *         changes).
+ * @retval -EBUSY a fetch of some of the pages was still in progress after
+ *         50 ms: those pages are not re-marked (above); the others are.
+ * @retval -EOPNOTSUPP madvise() cannot drop this memory (VM_PFNMAP, a
+ *         hugetlb range not aligned to its huge pages; mlock()ed memory
+ *         is retried with MADV_DONTNEED_LOCKED, Linux 5.18).
+ * @note Thread-safe against the other bitmap operations and vCPUs running
+ *       the region; it may sleep up to 50 ms while a fetch of one of the
+ *       pages is in progress. Not async-signal-safe.
  * @since 0.1
  */
 int memfault_region_mark_missing(struct memfault_region *region,
@@ -1047,15 +1194,25 @@ int memfault_vm_set_handlers(struct memfault_vm *vm,
  * a handler or a default resolved. A fault returned to the VMM is
  * readable with memfault_vcpu_get_fault(), also when a handler failed.
  *
+ * A #MEMFAULT_FAULT_USERFAULT fault pages in exactly the pages that its
+ * reported range [gpa, gpa + size) touches inside the region holding gpa,
+ * at most 512 of them. What the range holds beyond the region or beyond
+ * those 512 pages is the VMM's: the fault is then returned
+ * (#MEMFAULT_RUN_MEMORY_FAULT) after the pages in range were paged in.
+ *
  * @param vcpu the vCPU.
  * @return one of enum memfault_run_result, or a negative errno.
- * @retval MEMFAULT_RUN_MEMORY_FAULT a fault no handler resolved.
+ * @retval MEMFAULT_RUN_MEMORY_FAULT a fault no handler resolved, or a
+ *         userfault range longer than 512 pages or leaving its region.
+ * @retval MEMFAULT_RUN_INTERRUPTED a kick or a signal, also one that came
+ *         while waiting for another thread's page-in.
  * @retval -ELOOP the same fault came back more than max_repeats times
  *         after it was resolved.
  * @retval -EINVAL @p vcpu is NULL.
  * @note A kick makes it return #MEMFAULT_RUN_INTERRUPTED at the next
- *       re-entry, or while it waits for another vCPU's page-in. A
- *       handler's negative errno is returned as it is.
+ *       re-entry, while it waits for another thread's page-in, or between
+ *       two pages of one fault; a handler running on this thread is not
+ *       interrupted. A handler's negative errno is returned as it is.
  * @since 0.1
  */
 int memfault_vcpu_run_dispatch(struct memfault_vcpu *vcpu);
@@ -1091,7 +1248,10 @@ struct memfault_vcpu_stats {
 	uint64_t repeat_trips;
 	/** #MEMFAULT_RUN_INTERRUPTED returns. */
 	uint64_t interrupted;
-	/** Nanoseconds spent in handlers (CLOCK_MONOTONIC). */
+	/**
+	 * Nanoseconds spent in handlers (CLOCK_MONOTONIC), only with
+	 * #MEMFAULT_VCPU_TIME_HANDLERS (0 otherwise; before 0.2, always).
+	 */
 	uint64_t handler_ns;
 	/**
 	 * userfaultfd faults raised by this vCPU's thread (KVM's own accesses
@@ -1131,7 +1291,9 @@ int memfault_vcpu_get_stats(const struct memfault_vcpu *vcpu,
  *
  * A region is registered with userfaultfd(2) in one of two modes:
  * - #MEMFAULT_UFFD_MISSING for anonymous private memory: page_in() fills
- *   a bounce buffer, which is installed with UFFDIO_COPY;
+ *   a bounce buffer, which is installed with UFFDIO_COPY; the buffer
+ *   reads as zeros, so bytes page_in() leaves alone install as zeros,
+ *   never as another page's data;
  * - #MEMFAULT_UFFD_MINOR for a memfd (shmem) mapped twice: page_in()
  *   fills the page through the second mapping (the alias), and the page
  *   is mapped with UFFDIO_CONTINUE. Holes in the memfd trap too.
@@ -1149,7 +1311,8 @@ int memfault_vcpu_get_stats(const struct memfault_vcpu *vcpu,
  *   fetching, calls nothing: the page is installed again if it was
  *   unmapped since (#MEMFAULT_UFFD_MINOR: from the page cache;
  *   #MEMFAULT_UFFD_MISSING: a zero page, as without userfaultfd), or the
- *   fetcher's install wakes the thread.
+ *   fetcher's install wakes the thread. A page marked missing again
+ *   while such a fault was queued is fetched, never installed that way.
  * - A VMM thread may still fetch pages itself (a prefetcher claiming with
  *   #MEMFAULT_CLAIM_NOWAIT), but never through the region's hva, which
  *   would fault on the page it holds and wait for itself: in
