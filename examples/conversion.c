@@ -325,8 +325,9 @@ have_sw_protected(int kvm_fd)
 static int
 setup(struct vmm *v)
 {
+	/* the stats below report handler time: ask for it */
 	MEMFAULT_OPTS(memfault_vcpu_opts, vcpu_opts,
-		.flags = MEMFAULT_VCPU_OWN_FD);
+		.flags = MEMFAULT_VCPU_OWN_FD | MEMFAULT_VCPU_TIME_HANDLERS);
 	MEMFAULT_OPTS(memfault_handlers, handlers,
 		.user = v,
 		.discard = discard, /* convert: NULL, the library's default */

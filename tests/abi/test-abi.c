@@ -261,6 +261,7 @@ START_TEST(test_enum_vcpu_flag)
 {
 	pin_enum(MEMFAULT_VCPU_OWN_FD, 0x1);
 	pin_enum(MEMFAULT_VCPU_NO_SIGNAL_HANDLER, 0x2);
+	pin_enum(MEMFAULT_VCPU_TIME_HANDLERS, 0x4);
 }
 END_TEST
 

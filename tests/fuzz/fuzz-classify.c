@@ -13,7 +13,9 @@
  *   output buffer is a heap block of exactly that size, so ASan catches an
  *   overflow, plus a canary tail that is checked by hand).
  *
- * memfault_arch_reads_back_exit() is checked on the same input too.
+ * memfault_arch_reads_back_exit() and memfault_exit_prepare() are checked
+ * on the same input too (prepare writes exit_reason, and only a 39 of a
+ * known arch, to KVM_EXIT_UNKNOWN).
  *
  * Input layout (short inputs are zero-padded):
  *   [0]     selector: low 2 bits pick ioctl_ret (0, -1, -1, raw int32 at
@@ -67,7 +69,7 @@ expected(const struct kvm_run *run, int ioctl_ret, int err, int want_fault,
 			return MEMFAULT_RUN_EXIT;
 		err = 0;
 	} else if (ioctl_ret != -1 || err <= 0 || err >= 4096) {
-		return -EINVAL;
+		return -EPROTO; /* not a system call result */
 	} else if (err == EINTR) {
 		return MEMFAULT_RUN_INTERRUPTED;
 	} else if (err == EAGAIN) {
@@ -126,6 +128,27 @@ check_arch(uint32_t arch, uint32_t exit_reason)
 		arch = HOST_ARCH;
 	/* the only value read back anywhere: arm64 KVM_EXIT_MMIO */
 	if (r != (arch == MEMFAULT_ARCH_ARM64 && exit_reason == KVM_EXIT_MMIO))
+		abort();
+}
+
+/* memfault_exit_prepare() on a copy of @run: @copy, then back to @run. */
+static void
+check_prepare(const struct kvm_run *run, struct kvm_run *copy, uint32_t arch)
+{
+	int known = arch <= MEMFAULT_ARCH_ARM64;
+	int r = memfault_exit_prepare(copy, arch);
+
+	if (r != (known ? 0 : -EINVAL))
+		abort();
+	/* no arch reads exit 39 back: it is the one value reset */
+	if (known && run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
+		if (copy->exit_reason != KVM_EXIT_UNKNOWN)
+			abort();
+		copy->exit_reason = KVM_EXIT_MEMORY_FAULT;
+	}
+	if (memcmp(run, copy, sizeof(*run)))
+		abort(); /* anything else written */
+	if (memfault_exit_prepare(NULL, arch) != -EINVAL)
 		abort();
 }
 
@@ -203,6 +226,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		abort();
 	check_arch(le32(hdr + 1) % 4, run->exit_reason);
 	check_arch(le32(hdr + 5), run->exit_reason);
+	check_prepare(run, copy, le32(hdr + 1) % 4);
+	check_prepare(run, copy, le32(hdr + 5));
 
 	free(out);
 	free(copy);

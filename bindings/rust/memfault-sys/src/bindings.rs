@@ -353,6 +353,7 @@ pub struct kvm_run {
 }
 pub const MEMFAULT_VCPU_OWN_FD: memfault_vcpu_flag = 1;
 pub const MEMFAULT_VCPU_NO_SIGNAL_HANDLER: memfault_vcpu_flag = 2;
+pub const MEMFAULT_VCPU_TIME_HANDLERS: memfault_vcpu_flag = 4;
 pub type memfault_vcpu_flag = ::core::ffi::c_uint;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
