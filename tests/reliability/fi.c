@@ -6,13 +6,21 @@
  *   FI_ALLOC   malloc calloc realloc
  *   FI_MMAP    mmap mmap64
  *   FI_IOCTL   ioctl
- *   FI_SYSCALL open open64 openat close eventfd fcntl fcntl64 madvise poll
+ *   FI_SYSCALL open open64 openat close eventfd fcntl fcntl64 fallocate
+ *              fallocate64 fstat fstat64 madvise poll
  *              read write sigaction syscall pthread_create
  *              pthread_mutex_init pthread_rwlock_init pthread_sigmask
  *              pthread_setname_np sysconf
  * and track (never fail) free and munmap. A call reached by a tail call
- * from the library is not seen as the library's (its return address is
- * the library's caller's): not counted, not failed. Not failed, as they cannot fail
+ * (jmp to the PLT, still interposed) has the return address the
+ * tail-calling function was called with: inside the library unless that
+ * function was called from outside. In libmemfault.so only free() and
+ * memcpy() are tail-called from public functions (objdump -d: jmp
+ * ...@plt): free() is tracked by pointer, memcpy() cannot fail. madvise()
+ * is tail-called from memfault_uffd_zap(), whose callers are in the
+ * library: counted and failed like any call (the userfaultfd cases of
+ * test-faultinject.c reach it through mark_missing and register on mapped
+ * pages). Not failed, as they cannot fail
  * with the arguments the library passes: clock_gettime(CLOCK_MONOTONIC),
  * getpid, sched_yield, pthread_join, the lock/unlock calls, sig*set.
  * A failed close() still closes the fd (Linux always does).
@@ -38,6 +46,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -464,6 +473,36 @@ madvise(void *a, size_t n, int advice)
 {
 	FAIL_RET(FI_SYSCALL, "madvise", -1);
 	return NEXT("madvise", int (*)(void *, size_t, int))(a, n, advice);
+}
+
+EXPORT int
+fallocate(int fd, int mode, off_t off, off_t len)
+{
+	FAIL_RET(FI_SYSCALL, "fallocate", -1);
+	return NEXT("fallocate64", int (*)(int, int, off64_t, off64_t))(
+		fd, mode, off, len);
+}
+
+EXPORT int
+fallocate64(int fd, int mode, off64_t off, off64_t len)
+{
+	FAIL_RET(FI_SYSCALL, "fallocate", -1);
+	return NEXT("fallocate64", int (*)(int, int, off64_t, off64_t))(
+		fd, mode, off, len);
+}
+
+EXPORT int
+fstat(int fd, struct stat *st)
+{
+	FAIL_RET(FI_SYSCALL, "fstat", -1);
+	return NEXT("fstat", int (*)(int, struct stat *))(fd, st);
+}
+
+EXPORT int
+fstat64(int fd, struct stat64 *st)
+{
+	FAIL_RET(FI_SYSCALL, "fstat", -1);
+	return NEXT("fstat64", int (*)(int, struct stat64 *))(fd, st);
 }
 
 EXPORT int
