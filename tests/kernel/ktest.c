@@ -142,6 +142,9 @@ const uint64_t kt_pages_off[KT_PAGES_LOADS] = { 0x0000, 0x2008, 0x1010,
 						0x3018, 0x0020 };
 
 static int kvm_fd = -2;
+#if defined(KT_SIM)
+static void needs_forget(void);
+#endif
 
 int
 kt_kvm_fd(void)
@@ -177,8 +180,152 @@ void
 kt_kvm_forget(void)
 {
 	kvm_fd = -2;
+	needs_forget();
 }
 #endif
+
+const char *
+kt_backend(void)
+{
+#if defined(KT_SIM)
+	return "sim";
+#elif KT_X86
+	/* The vendor module registers its parameters under /sys/module
+	 * whether it is built in or loaded. */
+	static const char *const mod[][2] = {
+		{ "/sys/module/kvm_pvm", "pvm" },
+		{ "/sys/module/kvm_intel", "vmx" },
+		{ "/sys/module/kvm_amd", "svm" },
+	};
+
+	for (size_t i = 0; i < sizeof(mod) / sizeof(mod[0]); i++)
+		if (!access(mod[i][0], F_OK))
+			return mod[i][1];
+	return "x86";
+#else
+	return "arm64";
+#endif
+}
+
+bool
+kt_accesses_emulated(void)
+{
+	/* PVM runs the guest in a hardware-unassisted ring: a guest access
+	 * to memory whose host page is missing reaches KVM as an
+	 * instruction to emulate, and the emulator takes a gpa whose hva
+	 * cannot be read for MMIO (measured on the 6.18 kvm_pvm host:
+	 * KVM_EXIT_MMIO at the gpa where VMX gives -EFAULT). */
+	return !strcmp(kt_backend(), "pvm");
+}
+
+/* The probed needs, filled once in the parent before Check forks (so every
+ * test sees the same answer and the probe VMs are made once). */
+static struct {
+	bool done;
+	unsigned have;
+	char why[5][160];
+} needs;
+
+#if defined(KT_SIM)
+/* Another simulated kernel: probe again. */
+static void
+needs_forget(void)
+{
+	memset(&needs, 0, sizeof(needs));
+}
+#endif
+
+/* Skip and run counts shared with Check's forked test processes. */
+static unsigned *kt_skips;
+
+static const char *const need_name[] = {
+	"guest_memfd-mmap", "root", "memory-attributes", "sw-protected-vm",
+	"cpu-executed-accesses",
+};
+
+static void
+probe_needs(void)
+{
+	int kvm = kt_kvm_fd(), vm, r;
+	unsigned have = 0;
+
+	if (needs.done)
+		return;
+	needs.done = true;
+	vm = kvm >= 0 ? ioctl(kvm, KVM_CREATE_VM, 0) : -1;
+	if (vm >= 0) {
+		r = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD);
+		if (r <= 0)
+			snprintf(needs.why[0], sizeof(needs.why[0]),
+				 "KVM_CAP_GUEST_MEMFD is %d on a default VM", r);
+		else if ((r = ioctl(vm, KVM_CHECK_EXTENSION,
+				    KVM_CAP_GUEST_MEMFD_FLAGS),
+			  (r & 3) != 3))
+			snprintf(needs.why[0], sizeof(needs.why[0]),
+				 "KVM_CAP_GUEST_MEMFD_FLAGS %#x lacks MMAP|INIT_SHARED",
+				 r < 0 ? 0 : r);
+		else
+			have |= KT_NEED_GMEM_MMAP;
+		r = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_MEMORY_ATTRIBUTES);
+		if (r > 0)
+			have |= KT_NEED_MEM_ATTRIBUTES;
+		else
+			snprintf(needs.why[2], sizeof(needs.why[2]),
+				 "KVM_CAP_MEMORY_ATTRIBUTES is %d on a default VM",
+				 r);
+		close(vm);
+	} else {
+		snprintf(needs.why[0], sizeof(needs.why[0]), "no VM");
+		snprintf(needs.why[2], sizeof(needs.why[2]), "no VM");
+	}
+#if defined(KT_SIM)
+	have |= KT_NEED_ROOT; /* the simulator poisons without madvise() */
+#else
+	if (geteuid() == 0)
+		have |= KT_NEED_ROOT;
+	else
+		snprintf(needs.why[1], sizeof(needs.why[1]),
+			 "MADV_HWPOISON needs CAP_SYS_ADMIN, euid is %u",
+			 (unsigned)geteuid());
+#endif
+	r = kvm >= 0 ? ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES) : -1;
+	if (KT_X86 && r > 0 && (r & 2))
+		have |= KT_NEED_SW_PROTECTED_VM;
+	else
+		snprintf(needs.why[3], sizeof(needs.why[3]),
+			 "KVM_CAP_VM_TYPES = %#x lacks type 1 "
+			 "(CONFIG_KVM_SW_PROTECTED_VM, x86 only)",
+			 r < 0 ? 0 : r);
+	if (!kt_accesses_emulated())
+		have |= KT_NEED_CPU_ACCESS;
+	else
+		snprintf(needs.why[4], sizeof(needs.why[4]),
+			 "backend %s emulates guest memory accesses",
+			 kt_backend());
+	needs.have = have;
+}
+
+bool
+kt_require(const char *scen, unsigned want)
+{
+	unsigned missing;
+
+	probe_needs();
+	missing = want & ~needs.have;
+	if (!missing)
+		return true;
+	for (unsigned i = 0; i < sizeof(need_name) / sizeof(need_name[0]); i++) {
+		if (!(missing & (1u << i)))
+			continue;
+		printf("KSKIP %s %s need=%s %s\n", kres_arch_name(KT_ARCH), scen,
+		       need_name[i], needs.why[i]);
+		printf("# SKIP %s: needs %s: %s\n", scen, need_name[i],
+		       needs.why[i]);
+	}
+	if (kt_skips)
+		__atomic_add_fetch(kt_skips, 1, __ATOMIC_RELAXED);
+	return false;
+}
 
 uint64_t
 kt_page_size(void)
@@ -831,8 +978,9 @@ int
 kt_main(Suite *s)
 {
 	struct utsname u;
+	unsigned skipped;
 	SRunner *sr;
-	int failed;
+	int failed, ran;
 
 	kt_init();
 	if (kt_kvm_fd() < 0) {
@@ -841,10 +989,24 @@ kt_main(Suite *s)
 		return 77;
 	}
 	if (!uname(&u))
-		printf("# kernel %s %s\n", u.release, u.machine);
+		printf("# kernel %s %s, backend %s\n", u.release, u.machine,
+		       kt_backend());
+	probe_needs();
+	/* Check forks a process per test: the count lives in shared memory. */
+	kt_skips = mmap(NULL, sizeof(*kt_skips), PROT_READ | PROT_WRITE,
+			MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (kt_skips == MAP_FAILED)
+		kt_skips = NULL;
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
 	failed = srunner_ntests_failed(sr);
+	ran = srunner_ntests_run(sr);
+	skipped = kt_skips ? *kt_skips : 0;
 	srunner_free(sr);
-	return failed ? 1 : 0;
+	printf("# %d tests, %u skipped for a missing need (KSKIP lines)\n", ran,
+	       skipped);
+	if (failed)
+		return 1;
+	/* everything skipped: the executable as a whole is a SKIP */
+	return ran > 0 && skipped >= (unsigned)ran ? 77 : 0;
 }

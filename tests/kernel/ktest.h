@@ -206,6 +206,42 @@ int kt_probe_without_memslots(int vm_fd, struct memfault_features *f);
  * If not, the reason in @why. */
 bool kt_uffd_usable(char *why, size_t len);
 
+/*
+ * What a scenario needs of the kernel. A scenario states its needs with
+ * kt_require() instead of a kernel version: each need is probed on this
+ * kernel (raw ioctls on a scratch VM, /sys/module, geteuid(); in the
+ * simulator build, on the simulated kernel), and a scenario whose need is
+ * missing is skipped by name with the reason.
+ */
+enum kt_need {
+	/* guest_memfd on a default VM, with MMAP|INIT_SHARED (6.18+) */
+	KT_NEED_GMEM_MMAP = 1u << 0,
+	/* CAP_SYS_ADMIN for MADV_HWPOISON (root; always met in KT_SIM) */
+	KT_NEED_ROOT = 1u << 1,
+	/* KVM_CAP_MEMORY_ATTRIBUTES on a default VM */
+	KT_NEED_MEM_ATTRIBUTES = 1u << 2,
+	/* VM type 1, KVM_X86_SW_PROTECTED_VM */
+	KT_NEED_SW_PROTECTED_VM = 1u << 3,
+	/* guest memory accesses executed by the CPU through the stage-2 /
+	 * EPT / NPT tables (VMX, SVM, arm64), not by KVM's instruction
+	 * emulator (PVM): only then does a failed host access surface as
+	 * an error of KVM_RUN (-EFAULT, exit 39) rather than as MMIO */
+	KT_NEED_CPU_ACCESS = 1u << 4,
+};
+
+/* The KVM backend of this /dev/kvm: "vmx", "svm", "pvm" (x86, from
+ * /sys/module/kvm_intel, kvm_amd, kvm_pvm), "arm64", "x86" where none is
+ * found, "sim" in the simulator build. */
+const char *kt_backend(void);
+/* The guest's memory accesses go through KVM's instruction emulator (PVM):
+ * a memslot whose host memory is unmapped gives KVM_EXIT_MMIO at the gpa. */
+bool kt_accesses_emulated(void);
+/* Probe each need in @needs (enum kt_need); true if all are met. Else
+ * print "KSKIP <arch> <scen> need=<name> <reason>" and "# SKIP ..." once
+ * per missing need, count the skip, and return false: the test then
+ * returns at once (a named skip, not a pass, in kt_main()'s summary). */
+bool kt_require(const char *scen, unsigned needs);
+
 /* Make stdout line-buffered; call before any output. Idempotent. */
 void kt_init(void);
 /* Run a suite (Check CK_ENV verbosity); 77 without a usable /dev/kvm. */

@@ -20,6 +20,9 @@
  *   dispatch-loop      guest_memfd closed, an `other` handler that resolves
  *                      nothing: the same fault comes back; -ELOOP after the
  *                      default 16 repeats
+ * The guest_memfd scenarios need guest_memfd with MMAP|INIT_SHARED, the
+ * failing ones also CPU-executed accesses, dispatch-hwpoison also root
+ * (kt_require()); region-load runs on every kernel.
  * Handler observations and memfault_vcpu_get_stats() are KRES lines, so the
  * simulator run is compared on them too.
  */
@@ -29,7 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "ktest.h"
@@ -205,6 +207,8 @@ START_TEST(region_gmem_load)
 	struct memfault_vcpu_stats st;
 	struct kt_vm v;
 
+	if (!kt_require("region-gmem-load", KT_NEED_GMEM_MMAP))
+		return;
 	kt_vm_create(&v, 0, "region-gmem-load");
 	expect_gmem(&v);
 	kt_region_gmem(&v, GMEM_FLAGS, KT_PATTERN);
@@ -239,6 +243,8 @@ START_TEST(dispatch_replace)
 	struct seen s;
 	struct kt_vm v;
 
+	if (!kt_require("dispatch-replace", KT_NEED_GMEM_MMAP | KT_NEED_CPU_ACCESS))
+		return;
 	kt_vm_create(&v, 0, "dispatch-replace");
 	expect_gmem(&v);
 	kt_region_gmem(&v, GMEM_FLAGS, KT_PATTERN);
@@ -304,10 +310,8 @@ START_TEST(dispatch_hwpoison)
 	struct seen s;
 	struct kt_vm v;
 
-#if !defined(KT_SIM)
-	if (geteuid() != 0)
-		ck_abort_msg("MADV_HWPOISON needs CAP_SYS_ADMIN (run as root)");
-#endif
+	if (!kt_require("dispatch-hwpoison", KT_NEED_GMEM_MMAP | KT_NEED_CPU_ACCESS | KT_NEED_ROOT))
+		return;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = on_sigbus;
 	sa.sa_flags = SA_SIGINFO;
@@ -372,6 +376,8 @@ START_TEST(dispatch_loop)
 	struct seen s;
 	struct kt_vm v;
 
+	if (!kt_require("dispatch-loop", KT_NEED_GMEM_MMAP | KT_NEED_CPU_ACCESS))
+		return;
 	kt_vm_create(&v, 0, "dispatch-loop");
 	expect_gmem(&v);
 	kt_region_gmem(&v, GMEM_FLAGS, KT_PATTERN);
@@ -418,17 +424,7 @@ kt_suite_dispatch(void)
 int
 main(void)
 {
-	struct utsname u;
-
-	kt_init();
-	/* the faults are those of test-kernel-faults.c: expectations of 7.2 */
-	if (kt_kvm_fd() >= 0 && !kt_kernel_is("7.2.") &&
-	    !getenv("MEMFAULT_KTEST_ANY_KERNEL")) {
-		printf("# SKIP: the dispatch scenarios expect Linux 7.2, this "
-		       "is %s; MEMFAULT_KTEST_ANY_KERNEL=1 runs them anyway\n",
-		       uname(&u) ? "unknown" : u.release);
-		return 77;
-	}
+	/* No kernel version: each scenario states its needs (kt_require()). */
 	return kt_main(kt_suite_dispatch());
 }
 #endif
