@@ -6,6 +6,9 @@
 //!   finds an installed copy, or the uninstalled build tree with
 //!   `PKG_CONFIG_PATH=<builddir>/meson-uninstalled`.
 //!
+//! - `DOCS_RS=1` (docs.rs) or the `docs-only` feature: look nothing up and
+//!   link nothing, so that the documentation builds without the C library.
+//!
 //! Every `-L` directory is also an rpath of this crate's own test binaries and
 //! is exported as `DEP_MEMFAULT_LIBDIR` (`cargo:libdir=`) so that dependent
 //! crates can add the same rpath (see memfault/build.rs).
@@ -19,10 +22,15 @@ fn emit_dir(dir: &str) {
 }
 
 fn main() {
-    for var in ["MEMFAULT_LIB_DIR", "PKG_CONFIG", "PKG_CONFIG_PATH", "PKG_CONFIG_LIBDIR"] {
+    for var in ["DOCS_RS", "MEMFAULT_LIB_DIR", "PKG_CONFIG", "PKG_CONFIG_PATH", "PKG_CONFIG_LIBDIR"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=build.rs");
+
+    if env::var_os("DOCS_RS").is_some() || env::var_os("CARGO_FEATURE_DOCS_ONLY").is_some() {
+        println!("cargo:warning=memfault-sys: documentation build, libmemfault not linked");
+        return;
+    }
 
     if let Ok(dir) = env::var("MEMFAULT_LIB_DIR") {
         emit_dir(&dir);

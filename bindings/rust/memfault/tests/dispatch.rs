@@ -18,6 +18,7 @@ fn loads(pages: impl IntoIterator<Item = u64>) -> String {
 }
 
 #[test]
+#[ignore = "needs the KVM simulator preloaded: run by meson (suite bindings), or cargo test -- --include-ignored through kvmsim-runner.sh"]
 fn page_in_closure_resolves_userfaults_on_both_arches() {
     for arch in BOTH_ARCHES {
         let Some(sim) = sim(arch, Level::L7_2Uf) else { return };
@@ -72,6 +73,7 @@ fn page_in_closure_resolves_userfaults_on_both_arches() {
 }
 
 #[test]
+#[ignore = "needs the KVM simulator preloaded: run by meson (suite bindings), or cargo test -- --include-ignored through kvmsim-runner.sh"]
 fn page_in_exactly_once_across_vcpu_threads() {
     const NVCPUS: u64 = 4;
     for arch in BOTH_ARCHES {
@@ -127,6 +129,7 @@ fn page_in_exactly_once_across_vcpu_threads() {
 }
 
 #[test]
+#[ignore = "needs the KVM simulator preloaded: run by meson (suite bindings), or cargo test -- --include-ignored through kvmsim-runner.sh"]
 fn panicking_or_failing_closure_is_an_error_not_a_crash() {
     for arch in BOTH_ARCHES {
         let Some(sim) = sim(arch, Level::L7_2Uf) else { return };
@@ -176,6 +179,7 @@ fn panicking_or_failing_closure_is_an_error_not_a_crash() {
 /// Without a page-in handler the fault goes to the VMM, which fetches the
 /// page itself with claim/publish.
 #[test]
+#[ignore = "needs the KVM simulator preloaded: run by meson (suite bindings), or cargo test -- --include-ignored through kvmsim-runner.sh"]
 fn vmm_resolves_userfault_with_claim_and_publish() {
     for arch in BOTH_ARCHES {
         let Some(sim) = sim(arch, Level::L7_2Uf) else { return };
@@ -213,6 +217,7 @@ fn vmm_resolves_userfault_with_claim_and_publish() {
 
 /// Setup calls fail with EBUSY while a vCPU is inside run_dispatch().
 #[test]
+#[ignore = "needs the KVM simulator preloaded: run by meson (suite bindings), or cargo test -- --include-ignored through kvmsim-runner.sh"]
 fn setup_calls_are_refused_during_dispatch() {
     let Some(sim) = sim(common::BOTH_ARCHES[0], Level::L7_2Uf) else { return };
     let kvm = sim.kvm();

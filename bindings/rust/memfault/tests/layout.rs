@@ -18,9 +18,8 @@ struct Dump {
 
 fn dump() -> Option<Dump> {
     let Some(exe) = std::env::var_os("MEMFAULT_LAYOUT_DUMP") else {
-        assert_ne!(std::env::var("MEMFAULT_REQUIRE_SIM").as_deref(), Ok("1"), "MEMFAULT_LAYOUT_DUMP unset");
-        eprintln!("SKIP: MEMFAULT_LAYOUT_DUMP is not set");
-        return None;
+        // the tests calling this are #[ignore]d: asked for, they must run
+        panic!("MEMFAULT_LAYOUT_DUMP is not set (meson sets it to the layout-dump helper it builds)");
     };
     // a plain C program: without the simulator or a sanitizer runtime preloaded
     let out = std::process::Command::new(exe).env_remove("LD_PRELOAD").output().expect("run the layout dump");
@@ -45,6 +44,7 @@ fn dump() -> Option<Dump> {
 }
 
 #[test]
+#[ignore = "needs MEMFAULT_LAYOUT_DUMP (the C layout dump meson builds): run by meson, or set it and cargo test -- --include-ignored"]
 fn every_c_struct_has_the_same_size_in_memfault_sys() {
     let Some(d) = dump() else { return };
     let ours: HashMap<&str, usize> = HashMap::from([
@@ -65,6 +65,7 @@ fn every_c_struct_has_the_same_size_in_memfault_sys() {
 }
 
 #[test]
+#[ignore = "needs MEMFAULT_LAYOUT_DUMP (the C layout dump meson builds): run by meson, or set it and cargo test -- --include-ignored"]
 fn kvm_run_fields_and_constants() {
     let Some(d) = dump() else { return };
     assert_eq!(d.sizes["kvm_run"], KVM_RUN_SIZE);
@@ -115,6 +116,7 @@ fn kvm_run_fields_and_constants() {
 }
 
 #[test]
+#[ignore = "needs MEMFAULT_LAYOUT_DUMP (the C layout dump meson builds): run by meson, or set it and cargo test -- --include-ignored"]
 fn errno_values() {
     let Some(d) = dump() else { return };
     let mut n = 0;

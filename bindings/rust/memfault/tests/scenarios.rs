@@ -13,6 +13,7 @@ use memfault::{
 };
 
 #[test]
+#[ignore = "needs the KVM simulator preloaded: run by meson (suite bindings), or cargo test -- --include-ignored through kvmsim-runner.sh"]
 fn mmio_run_loop_on_both_arches() {
     for arch in BOTH_ARCHES {
         let Some(sim) = sim(arch, Level::L7_2) else { return };
@@ -52,6 +53,7 @@ fn mmio_run_loop_on_both_arches() {
 }
 
 #[test]
+#[ignore = "needs the KVM simulator preloaded: run by meson (suite bindings), or cargo test -- --include-ignored through kvmsim-runner.sh"]
 fn x86_port_io_and_hlt() {
     let Some(sim) = sim(Arch::X86_64, Level::L7_2) else { return };
     let kvm = sim.kvm();
@@ -84,6 +86,7 @@ fn x86_port_io_and_hlt() {
 
 /// guest_memfd slot whose fd is closed: a memory fault with the address.
 #[test]
+#[ignore = "needs the KVM simulator preloaded: run by meson (suite bindings), or cargo test -- --include-ignored through kvmsim-runner.sh"]
 fn closed_guest_memfd_is_a_memory_fault_on_both_arches() {
     for arch in BOTH_ARCHES {
         let Some(sim) = sim(arch, Level::L7_2) else { return };
@@ -116,6 +119,7 @@ fn closed_guest_memfd_is_a_memory_fault_on_both_arches() {
 
 /// Poison and guest_memfd errnos: HWPOISON, and origin OTHER_ERRNO.
 #[test]
+#[ignore = "needs the KVM simulator preloaded: run by meson (suite bindings), or cargo test -- --include-ignored through kvmsim-runner.sh"]
 fn poisoned_and_failing_guest_memfd_on_both_arches() {
     for arch in BOTH_ARCHES {
         let Some(sim) = sim(arch, Level::L7_2) else { return };
@@ -148,6 +152,7 @@ fn poisoned_and_failing_guest_memfd_on_both_arches() {
 
 /// Memory the kernel cannot reach: a bare EFAULT, no address.
 #[test]
+#[ignore = "needs the KVM simulator preloaded: run by meson (suite bindings), or cargo test -- --include-ignored through kvmsim-runner.sh"]
 fn unannotated_efault_is_an_error() {
     for arch in BOTH_ARCHES {
         let Some(sim) = sim(arch, Level::L7_2) else { return };
@@ -170,6 +175,7 @@ fn unannotated_efault_is_an_error() {
 
 /// A kick from another thread while the guest spins, and one before entry.
 #[test]
+#[ignore = "needs the KVM simulator preloaded: run by meson (suite bindings), or cargo test -- --include-ignored through kvmsim-runner.sh"]
 fn kicks_interrupt_from_any_thread() {
     for arch in BOTH_ARCHES {
         let Some(sim) = sim(arch, Level::L7_2) else { return };
@@ -197,6 +203,7 @@ fn kicks_interrupt_from_any_thread() {
 }
 
 #[test]
+#[ignore = "needs the KVM simulator preloaded: run by meson (suite bindings), or cargo test -- --include-ignored through kvmsim-runner.sh"]
 fn features_and_region_lookup() {
     for (level, uf) in [(Level::L7_2, false), (Level::L7_2Uf, true)] {
         let Some(sim) = sim(Arch::Arm64, level) else { return };

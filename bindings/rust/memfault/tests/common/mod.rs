@@ -5,7 +5,7 @@
 //! The tests run on the simulator only, so that they are deterministic even
 //! where /dev/kvm exists. `kvmsim-runner.sh` (the cargo runner configured in
 //! bindings/rust/.cargo/config.toml) preloads it; without it the scenario
-//! tests are skipped, or fail when MEMFAULT_REQUIRE_SIM=1 (as under meson).
+//! tests are #[ignore]d: run them with `-- --include-ignored` (meson does), and they fail without it.
 #![allow(dead_code)]
 
 use std::ffi::{c_char, c_int, c_ulong, c_void, CString};
@@ -103,16 +103,17 @@ pub struct Sim {
     _lock: MutexGuard<'static, ()>,
 }
 
-/// The simulator for `arch` and `level`, or `None` (test skipped) when it is
-/// not preloaded.
+/// The simulator for `arch` and `level`. Every test that calls this is
+/// `#[ignore]`d, so that a plain `cargo test` reports it as ignored, never as
+/// passed; run with `-- --include-ignored`, it fails when the simulator is
+/// not preloaded. (Always `Some`: the `Option` keeps the callers' shape.)
 pub fn sim(arch: Arch, level: Level) -> Option<Sim> {
     static LOCK: Mutex<()> = Mutex::new(());
     let Some(fns) = fns() else {
-        if std::env::var_os("MEMFAULT_REQUIRE_SIM").is_some_and(|v| v == "1") {
-            panic!("the KVM simulator is not preloaded (LD_PRELOAD=<builddir>/tests/sim/libkvmsim.so)");
-        }
-        eprintln!("SKIP: the KVM simulator is not preloaded; run through bindings/rust/kvmsim-runner.sh");
-        return None;
+        panic!(
+            "the KVM simulator is not preloaded (LD_PRELOAD=<builddir>/tests/sim/libkvmsim.so, \
+             or run through bindings/rust/kvmsim-runner.sh)"
+        );
     };
     let lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let a = match arch {
