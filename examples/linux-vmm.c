@@ -26,7 +26,7 @@
  * exactly the pages the guest memory has resident (mincore()).
  *
  * Devices: the in-kernel irqchip and PIT, an 8250 UART at 0x3f8 (output,
- * THRE interrupt, loopback for the driver's autoconfiguration), port 0x64
+ * transmitter-empty interrupt, loopback for the driver's autoconfiguration), port 0x64
  * reads as 0 and a write of 0xfe there (reboot=k) ends the run.
  *
  * Usage: linux-vmm --kernel bzImage --initrd initrd.gz [--mem MiB]
@@ -67,13 +67,13 @@
 
 #if defined(__x86_64__)
 
-#define PAGE 4096u
-#define MAX_CPUS 8
-#define BOOT_PARAMS 0x10000u
-#define CMDLINE_ADDR 0x20000u
-#define MPTABLE_ADDR 0xf0000u
-#define KERNEL_ADDR 0x100000u
-#define IOAPIC_ADDR 0xfec00000u
+#define PAGE           4096u
+#define MAX_CPUS       8
+#define BOOT_PARAMS    0x10000u
+#define CMDLINE_ADDR   0x20000u
+#define MPTABLE_ADDR   0xf0000u
+#define KERNEL_ADDR    0x100000u
+#define IOAPIC_ADDR    0xfec00000u
 #define PAGE_REQ_STATS UINT64_MAX
 
 struct source_stats {
@@ -345,7 +345,7 @@ mp_checksum(const uint8_t *p, size_t len)
  * An MP configuration table (Intel MP spec 1.4): the only firmware table
  * this guest gets. One processor entry per vCPU (APIC id = vCPU id), an
  * ISA bus, the IOAPIC, ISA IRQ i on IOAPIC pin i (KVM's default routing),
- * ExtINT on LINT0 and NMI on LINT1.
+ * the external-interrupt line on LINT0 and NMI on LINT1.
  */
 static void
 build_mptable(uint8_t *base, int ncpus)
@@ -379,8 +379,8 @@ build_mptable(uint8_t *base, int ncpus)
 		e[7] = (uint8_t)irq;
 	}
 	for (int lint = 0; lint < 2; lint++, e += 8, n++) {
-		e[0] = 4; /* local interrupt */
-		e[1] = lint ? 1 : 3; /* NMI, ExtINT */
+		e[0] = 4;            /* local interrupt */
+		e[1] = lint ? 1 : 3; /* NMI, external interrupt */
 		e[6] = 0xff;
 		e[7] = (uint8_t)lint;
 	}
@@ -417,7 +417,8 @@ build_image(struct vmm *v, const char *kernel, const char *initrd,
 		return r;
 	if (klen < 0x300 || memcmp(kimg + 0x202, "HdrS", 4) ||
 	    kimg[0x206] + kimg[0x207] * 256 < 0x20c) {
-		fprintf(stderr, "%s: not a bzImage of boot protocol 2.12+\n", kernel);
+		fprintf(stderr, "%s: not a bzImage of boot protocol 2.12+\n",
+			kernel);
 		return -EINVAL;
 	}
 	setup_len = ((kimg[0x1f1] ? kimg[0x1f1] : 4) + 1) * 512u;
@@ -442,9 +443,11 @@ build_image(struct vmm *v, const char *kernel, const char *initrd,
 	if (r)
 		return r;
 	memcpy(&rd_max, kimg + 0x22c, 4);
-	rd_addr = (uint32_t)((v->mem_size < (uint64_t)rd_max + 1 ?
-				      v->mem_size : (uint64_t)rd_max + 1) -
-			     rdlen) & ~(PAGE - 1);
+	rd_addr = (uint32_t)((v->mem_size < (uint64_t)rd_max + 1
+				      ? v->mem_size
+				      : (uint64_t)rd_max + 1) -
+			     rdlen) &
+		  ~(PAGE - 1);
 	if (rd_addr < KERNEL_ADDR + 64u * 1024 * 1024 / 2)
 		return -E2BIG;
 	memcpy(v->image + rd_addr, rd, rdlen);
@@ -530,10 +533,17 @@ uart_io(struct vmm *v, uint16_t port, bool out, uint8_t *data)
 				v->ier = x & 0x0f;
 			}
 			break;
-		case 3: v->lcr = x; break;
-		case 4: v->mcr = x & 0x1f; break;
-		case 7: v->scr = x; break;
-		default: break; /* FCR, LSR, MSR */
+		case 3:
+			v->lcr = x;
+			break;
+		case 4:
+			v->mcr = x & 0x1f;
+			break;
+		case 7:
+			v->scr = x;
+			break;
+		default:
+			break; /* FCR, LSR, MSR */
 		}
 	} else {
 		switch (reg) {
@@ -542,7 +552,9 @@ uart_io(struct vmm *v, uint16_t port, bool out, uint8_t *data)
 			if (!dlab)
 				v->rx_ready = false;
 			break;
-		case 1: *data = dlab ? v->dlm : v->ier; break;
+		case 1:
+			*data = dlab ? v->dlm : v->ier;
+			break;
 		case 2: /* IIR: no FIFO, so the driver sees a 16450 */
 			if (v->rx_ready && (v->ier & 1)) {
 				*data = 0x04;
@@ -553,11 +565,18 @@ uart_io(struct vmm *v, uint16_t port, bool out, uint8_t *data)
 				*data = 0x01;
 			}
 			break;
-		case 3: *data = v->lcr; break;
-		case 4: *data = v->mcr; break;
-		case 5: *data = 0x60 | (v->rx_ready ? 1 : 0); break;
+		case 3:
+			*data = v->lcr;
+			break;
+		case 4:
+			*data = v->mcr;
+			break;
+		case 5:
+			*data = 0x60 | (v->rx_ready ? 1 : 0);
+			break;
 		case 6:
-			if (v->mcr & 0x10) /* loopback: the MCR lines come back */
+			if (v->mcr &
+			    0x10) /* loopback: the MCR lines come back */
 				*data = (uint8_t)(((v->mcr & 1) << 5) |
 						  ((v->mcr & 2) << 3) |
 						  ((v->mcr & 4) << 4) |
@@ -565,14 +584,17 @@ uart_io(struct vmm *v, uint16_t port, bool out, uint8_t *data)
 			else
 				*data = 0xb0; /* DCD, DSR, CTS */
 			break;
-		default: *data = v->scr; break;
+		default:
+			*data = v->scr;
+			break;
 		}
 	}
 	uart_irq(v);
 	pthread_mutex_unlock(&v->uart_lock);
 }
 
-/* ---- vCPUs ------------------------------------------------------------------ */
+/* ---- vCPUs ------------------------------------------------------------------
+ */
 
 static void
 stop_all(struct vmm *v)
@@ -594,8 +616,10 @@ handle_io(struct vmm *v, struct kvm_run *run)
 		if (port >= 0x3f8 && port <= 0x3ff && run->io.size == 1) {
 			uart_io(v, port, out, data);
 		} else if (port == 0x64) {
-			if (out && *data == 0xfe) { /* keyboard controller reset */
-				__atomic_store_n(&v->reset, 1, __ATOMIC_RELEASE);
+			if (out &&
+			    *data == 0xfe) { /* keyboard controller reset */
+				__atomic_store_n(&v->reset, 1,
+						 __ATOMIC_RELEASE);
 				stop_all(v);
 			} else if (!out) {
 				memset(data, 0, run->io.size);
@@ -635,7 +659,8 @@ vcpu_main(void *arg)
 			r = -ESHUTDOWN;
 			break;
 		} else if (run->exit_reason != KVM_EXIT_HLT) {
-			fprintf(stderr, "vcpu: unexpected exit %u\n", run->exit_reason);
+			fprintf(stderr, "vcpu: unexpected exit %u\n",
+				run->exit_reason);
 			r = -EIO;
 			break;
 		}
@@ -644,7 +669,8 @@ vcpu_main(void *arg)
 		if (v->vcpu[i] == vcpu)
 			v->vcpu_rc[i] = r;
 	if (r < 0 || r == MEMFAULT_RUN_MEMORY_FAULT) {
-		fprintf(stderr, "vcpu: stopped with %d (%s)\n", r, r < 0 ? strerror(-r) : "fault");
+		fprintf(stderr, "vcpu: stopped with %d (%s)\n", r,
+			r < 0 ? strerror(-r) : "fault");
 		stop_all(v);
 	}
 	return NULL;
@@ -661,7 +687,8 @@ static int
 setup_cpuid(struct vmm *v, int fd, int id)
 {
 	int n = 256;
-	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+	struct kvm_cpuid2 *c =
+		calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
 
 	if (!c)
 		return -ENOMEM;
@@ -686,11 +713,17 @@ static int
 setup_bsp(int fd)
 {
 	struct kvm_sregs s;
-	struct kvm_regs regs = { .rip = KERNEL_ADDR, .rsi = BOOT_PARAMS,
+	struct kvm_regs regs = { .rip = KERNEL_ADDR,
+				 .rsi = BOOT_PARAMS,
 				 .rflags = 2 };
-	struct kvm_segment cs = { .base = 0, .limit = 0xffffffff,
-				  .selector = 0x10, .type = 0xb, .present = 1,
-				  .db = 1, .s = 1, .g = 1 };
+	struct kvm_segment cs = { .base = 0,
+				  .limit = 0xffffffff,
+				  .selector = 0x10,
+				  .type = 0xb,
+				  .present = 1,
+				  .db = 1,
+				  .s = 1,
+				  .g = 1 };
 	struct kvm_segment ds = cs;
 
 	if (ioctl(fd, KVM_GET_SREGS, &s))
@@ -710,13 +743,16 @@ static int
 setup(struct vmm *v)
 {
 	MEMFAULT_OPTS(memfault_handlers, handlers, .user = v,
-		.page_in = page_in, .log = log_message);
+		      .page_in = page_in, .log = log_message);
 	MEMFAULT_OPTS(memfault_region_opts, ropts,
-		.flags = v->eager ? 0 : MEMFAULT_REGION_USERFAULT | MEMFAULT_REGION_MISSING);
+		      .flags = v->eager ? 0
+					: MEMFAULT_REGION_USERFAULT |
+						  MEMFAULT_REGION_MISSING);
 	MEMFAULT_OPTS(memfault_uffd_opts, uopts,
-		.flags = MEMFAULT_UFFD_SERVICE_THREAD);
+		      .flags = MEMFAULT_UFFD_SERVICE_THREAD);
 	MEMFAULT_OPTS(memfault_vcpu_opts, vopts,
-		.flags = MEMFAULT_VCPU_OWN_FD | MEMFAULT_VCPU_TIME_HANDLERS);
+		      .flags = MEMFAULT_VCPU_OWN_FD |
+			       MEMFAULT_VCPU_TIME_HANDLERS);
 	struct kvm_pit_config pit = { 0 };
 	int r;
 
@@ -727,7 +763,7 @@ setup(struct vmm *v)
 	if (v->vm_fd < 0)
 		return fail("KVM_CREATE_VM", -errno);
 	MEMFAULT_OPTS(memfault_vm_opts, vmopts, .flags = MEMFAULT_VM_OWN_FD,
-		.kvm_fd = v->kvm_fd);
+		      .kvm_fd = v->kvm_fd);
 	r = memfault_vm_new(v->vm_fd, &vmopts, &v->vm);
 	if (r)
 		return fail("memfault_vm_new", r);
@@ -810,8 +846,11 @@ check(struct vmm *v)
 		twice += n > 1;
 		if (n && v->src_sum[p] != v->got_sum[p]) {
 			if (bad++ < 5)
-				printf("check: page %" PRIu64 " (gpa 0x%" PRIx64 "): checksum %016" PRIx64 " != source's %016" PRIx64 "\n",
-				       p, p * PAGE, v->got_sum[p], v->src_sum[p]);
+				printf("check: page %" PRIu64 " (gpa 0x%" PRIx64
+				       "): checksum %016" PRIx64
+				       " != source's %016" PRIx64 "\n",
+				       p, p * PAGE, v->got_sum[p],
+				       v->src_sum[p]);
 		}
 	}
 	/* the pages the guest memory holds: touched by somebody, so fetched */
@@ -822,24 +861,34 @@ check(struct vmm *v)
 	memfault_region_count_missing(v->region, &missing);
 	if (source_stats(v, &st))
 		printf("check: the page source did not answer\n"), ok = 0;
-	printf("pages: %" PRIu64 " fetched (%" PRIu64 " KiB), %" PRIu64 " resident, %" PRIu64 " present in the bitmap, source: %" PRIu64 " requests, %" PRIu64 " distinct pages, %" PRIu64 " duplicates\n",
-	       fetched, fetched * 4, resident, v->npages - missing,
-	       st.requests, st.distinct, st.duplicates);
+	printf("pages: %" PRIu64 " fetched (%" PRIu64 " KiB), %" PRIu64
+	       " resident, %" PRIu64 " present in the bitmap, source: %" PRIu64
+	       " requests, %" PRIu64 " distinct pages, %" PRIu64
+	       " duplicates\n",
+	       fetched, fetched * 4, resident, v->npages - missing, st.requests,
+	       st.distinct, st.duplicates);
 	if (st.duplicates || twice) {
-		printf("check: FAILED: %" PRIu64 " pages requested twice (%" PRIu64 " page-ins twice)\n", st.duplicates, twice);
+		printf("check: FAILED: %" PRIu64
+		       " pages requested twice (%" PRIu64 " page-ins twice)\n",
+		       st.duplicates, twice);
 		ok = 0;
 	}
 	if (st.requests != fetched || st.distinct != fetched ||
 	    resident != fetched || v->npages - missing != fetched) {
-		printf("check: FAILED: fetched, requested, resident and present differ\n");
+		printf("check: FAILED: fetched, requested, resident and "
+		       "present differ\n");
 		ok = 0;
 	}
 	if (bad) {
-		printf("check: FAILED: %" PRIu64 " pages differ from the source's image\n", bad);
+		printf("check: FAILED: %" PRIu64
+		       " pages differ from the source's image\n",
+		       bad);
 		ok = 0;
 	}
 	if (ok)
-		printf("check: OK: every touched page fetched exactly once, all %" PRIu64 " checksums equal the source's\n", fetched);
+		printf("check: OK: every touched page fetched exactly once, "
+		       "all %" PRIu64 " checksums equal the source's\n",
+		       fetched);
 	return ok;
 }
 
@@ -852,9 +901,11 @@ report(struct vmm *v)
 		struct memfault_vcpu_stats s = { 0 };
 
 		memfault_vcpu_get_stats(v->vcpu[i], &s, sizeof(s));
-		printf("vcpu%d: %" PRIu64 " runs, %" PRIu64 " exits, %" PRIu64 " userfault exits, %" PRIu64 " page-ins, %" PRIu64 " waits, %" PRIu64 " uffd faults, handlers %.1f ms\n",
-		       i, s.runs, s.exits, s.userfaults, s.page_ins, s.page_waits,
-		       s.uffd_faults, s.handler_ns / 1e6);
+		printf("vcpu%d: %" PRIu64 " runs, %" PRIu64 " exits, %" PRIu64
+		       " userfault exits, %" PRIu64 " page-ins, %" PRIu64
+		       " waits, %" PRIu64 " uffd faults, handlers %.1f ms\n",
+		       i, s.runs, s.exits, s.userfaults, s.page_ins,
+		       s.page_waits, s.uffd_faults, s.handler_ns / 1e6);
 		t.userfaults += s.userfaults;
 		t.page_ins += s.page_ins;
 		t.handler_ns += s.handler_ns;
@@ -863,11 +914,15 @@ report(struct vmm *v)
 		struct memfault_uffd_stats u = { 0 };
 
 		memfault_uffd_get_stats(v->uffd, &u, sizeof(u));
-		printf("uffd: %" PRIu64 " faults, %" PRIu64 " page-ins, %" PRIu64 " KVM-exit page-ins installed, %" PRIu64 " waits, p50 %" PRIu64 " us\n",
+		printf("uffd: %" PRIu64 " faults, %" PRIu64
+		       " page-ins, %" PRIu64
+		       " KVM-exit page-ins installed, %" PRIu64
+		       " waits, p50 %" PRIu64 " us\n",
 		       u.faults, u.page_ins, u.kvm_page_ins, u.waits,
 		       u.latency_p50_ns / 1000);
 	}
-	printf("timing: init at %.3f s, run %.3f s, %" PRIu64 " source fetches %.1f ms (%.1f us each), handlers %.1f ms\n",
+	printf("timing: init at %.3f s, run %.3f s, %" PRIu64
+	       " source fetches %.1f ms (%.1f us each), handlers %.1f ms\n",
 	       v->t_init ? v->t_init - v->t_start : -1.0, now() - v->t_start,
 	       v->fetches, v->fetch_ns / 1e6,
 	       v->fetches ? v->fetch_ns / 1e3 / v->fetches : 0.0,
@@ -904,7 +959,8 @@ main(int argc, char **argv)
 	};
 	struct vmm *v = &the_vmm;
 	const char *kernel = NULL, *initrd = NULL;
-	const char *append = "console=ttyS0 noxsave lpj=700000 reboot=k panic=-1 quiet";
+	const char *append =
+		"console=ttyS0 noxsave lpj=700000 reboot=k panic=-1 quiet";
 	pthread_t wd;
 	int c, r, ok;
 
@@ -912,19 +968,38 @@ main(int argc, char **argv)
 	v->ncpus = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
-		case 'k': kernel = optarg; break;
-		case 'i': initrd = optarg; break;
-		case 'a': append = optarg; break;
-		case 'm': v->mem_size = strtoull(optarg, NULL, 0) << 20; break;
-		case 'c': v->ncpus = atoi(optarg); break;
-		case 'e': v->eager = true; break;
-		case 't': watchdog_seconds = (unsigned)atoi(optarg); break;
-		default: return 2;
+		case 'k':
+			kernel = optarg;
+			break;
+		case 'i':
+			initrd = optarg;
+			break;
+		case 'a':
+			append = optarg;
+			break;
+		case 'm':
+			v->mem_size = strtoull(optarg, NULL, 0) << 20;
+			break;
+		case 'c':
+			v->ncpus = atoi(optarg);
+			break;
+		case 'e':
+			v->eager = true;
+			break;
+		case 't':
+			watchdog_seconds = (unsigned)atoi(optarg);
+			break;
+		default:
+			return 2;
 		}
 	}
 	if (!kernel || !initrd || v->ncpus < 1 || v->ncpus > MAX_CPUS ||
 	    v->mem_size < (64ull << 20) || v->mem_size > (3ull << 30)) {
-		fprintf(stderr, "usage: linux-vmm --kernel bzImage --initrd initrd [--mem MiB (64-3072)] [--cpus 1-%d] [--append cmdline] [--eager] [--timeout s]\n", MAX_CPUS);
+		fprintf(stderr,
+			"usage: linux-vmm --kernel bzImage --initrd initrd "
+			"[--mem MiB (64-3072)] [--cpus 1-%d] [--append "
+			"cmdline] [--eager] [--timeout s]\n",
+			MAX_CPUS);
 		return 2;
 	}
 	v->mutant = getenv("MEMFAULT_LINUX_VMM_MUTANT");
@@ -943,8 +1018,10 @@ main(int argc, char **argv)
 	if (setup(v))
 		return 2;
 	printf("linux-vmm: %d vCPU(s), %" PRIu64 " MiB, %s\n", v->ncpus,
-	       v->mem_size >> 20, v->eager ? "eager (RAM copied up front)" :
-	       "lazy: all pages missing, served by the page source (KVM Userfault + userfaultfd)");
+	       v->mem_size >> 20,
+	       v->eager ? "eager (RAM copied up front)"
+			: "lazy: all pages missing, served by the page source "
+			  "(KVM Userfault + userfaultfd)");
 	/* The VMM's own access: it reads the setup header back through the
 	 * guest RAM, a host access that userfaultfd serves. */
 	if (memcmp(v->ram + BOOT_PARAMS + 0x202, "HdrS", 4)) {

@@ -119,7 +119,7 @@ cp "$KERNEL" "$L1/guest/bzImage"
 cp "$WORK/l2-initrd.gz" "$L1/guest/initrd.gz"
 if [ "$MODE" = bench ]; then
 	runs=""
-	for i in $(seq "$NBENCH"); do runs="$runs eager:1 lazy:1"; done
+	for _ in $(seq "$NBENCH"); do runs="$runs eager:1 lazy:1"; done
 else
 	runs="lazy:1 lazy:2"
 fi
