@@ -333,12 +333,16 @@ kt_page_size(void)
 	return (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+#if defined(KT_SIM)
+const char *kt_sim_release = "7.2.0-kvmsim";
+#endif
+
 bool
 kt_kernel_is(const char *prefix)
 {
 #if defined(KT_SIM)
 	/* The kernel is the simulator's model, not the host's. */
-	static const char release[] = "7.2.0-kvmsim";
+	const char *release = kt_sim_release;
 #else
 	struct utsname u;
 	const char *release = uname(&u) ? "" : u.release;
@@ -371,6 +375,21 @@ set_region2(struct kt_vm *v, uint32_t slot, uint32_t flags, uint64_t gpa,
 	r.userspace_addr = (uintptr_t)hva;
 	r.guest_memfd = (uint32_t)gmem_fd;
 	r.guest_memfd_offset = 0;
+	if (!(flags & KVM_MEM_GUEST_MEMFD) &&
+	    ioctl(v->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY2) <= 0) {
+		/* Before 6.8 only the old ioctl exists; its struct is the
+		 * first five fields of the new one. */
+		struct kvm_userspace_memory_region r1 = {
+			.slot = slot,
+			.flags = flags,
+			.guest_phys_addr = gpa,
+			.memory_size = size,
+			.userspace_addr = (uintptr_t)hva,
+		};
+
+		return ioctl(v->vm_fd, KVM_SET_USER_MEMORY_REGION, &r1) ? -errno
+									: 0;
+	}
 	return ioctl(v->vm_fd, KVM_SET_USER_MEMORY_REGION2, &r) ? -errno : 0;
 }
 

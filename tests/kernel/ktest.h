@@ -126,8 +126,12 @@ struct kt_vm {
 int kt_kvm_fd(void);
 /* Host page size. */
 uint64_t kt_page_size(void);
-/* uname -r starts with @prefix (KT_SIM: the model is 7.2.0-kvmsim). */
+/* uname -r starts with @prefix (KT_SIM: kt_sim_release, the model's). */
 bool kt_kernel_is(const char *prefix);
+#if defined(KT_SIM)
+/* "7.2.0-kvmsim" by default; "6.1.0-kvmsim" etc. at another level. */
+extern const char *kt_sim_release;
+#endif
 
 /* A VM of @type with slot 0 (code) and a memfault_vm; no vCPU yet. */
 void kt_vm_create(struct kt_vm *v, unsigned long type, const char *scen);

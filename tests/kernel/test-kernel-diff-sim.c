@@ -20,6 +20,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <kvmsim.h>
@@ -27,6 +28,25 @@
 #include "ktest.h"
 
 bool kt_userfault_available(char *why, size_t len);
+
+/* The level of the default run: KT_SIM_LEVEL=6.1|6.8|7.2 [7.2], the model
+ * of the kernel the run is compared with (run-nested.sh sets it per boot). */
+static uint32_t base_level = KVMSIM_LEVEL_7_2;
+
+static const char *
+level_name(uint32_t level)
+{
+	switch (level) {
+	case KVMSIM_LEVEL_6_1:
+		return "6.1";
+	case KVMSIM_LEVEL_6_8:
+		return "6.8";
+	case KVMSIM_LEVEL_7_2_UF:
+		return "7.2+KVM Userfault";
+	default:
+		return "7.2";
+	}
+}
 
 /* Reset the simulator to @level with the default quirks and @extra_quirks. */
 static int
@@ -46,8 +66,7 @@ sim_reset(uint32_t level, uint64_t extra_quirks)
 	}
 	kt_kvm_forget();
 	printf("# kvmsim model %s, level %s, quirks %#llx\n",
-	       kres_arch_name(cfg.arch),
-	       level == KVMSIM_LEVEL_7_2_UF ? "7.2+KVM Userfault" : "7.2",
+	       kres_arch_name(cfg.arch), level_name(level),
 	       (unsigned long long)cfg.quirks);
 	return kt_kvm_fd() < 0;
 }
@@ -70,7 +89,7 @@ run_suites(uint64_t extra_quirks, Suite *first, ...)
 	Suite *s;
 	va_list ap;
 
-	if (sim_reset(KVMSIM_LEVEL_7_2, extra_quirks))
+	if (sim_reset(base_level, extra_quirks))
 		return 1;
 	sr = srunner_create(first);
 	va_start(ap, first);
@@ -101,9 +120,21 @@ main(void)
 {
 	char why[256];
 	Suite *uffd = NULL;
+	const char *lvl;
 	int failed;
 
 	kt_init();
+	lvl = getenv("KT_SIM_LEVEL");
+	if (lvl && !strcmp(lvl, "6.1")) {
+		base_level = KVMSIM_LEVEL_6_1;
+		kt_sim_release = "6.1.0-kvmsim";
+	} else if (lvl && !strcmp(lvl, "6.8")) {
+		base_level = KVMSIM_LEVEL_6_8;
+		kt_sim_release = "6.8.0-kvmsim";
+	} else if (lvl && *lvl && strcmp(lvl, "7.2")) {
+		printf("# KT_SIM_LEVEL=%s: not a level (6.1, 6.8, 7.2)\n", lvl);
+		return 1;
+	}
 	/* The uffd scenarios use the host's real userfaultfd (the simulated
 	 * guest's loads fault on it through process_vm_readv()). Where this
 	 * process may not use it, say so in a KRES line of step 0:
@@ -121,6 +152,9 @@ main(void)
 	failed = run_suites(0, kt_suite_features(), kt_suite_exits(),
 			    kt_suite_faults(), kt_suite_kick(),
 			    kt_suite_dispatch(), uffd, (Suite *)NULL);
+	/* The SW_PROTECTED and KVM Userfault kernels are 7.2 kernels. */
+	if (base_level != KVMSIM_LEVEL_7_2)
+		return failed ? 1 : 0;
 #if KT_X86
 	failed += run_suites(KVMSIM_Q_SW_PROTECTED_VM, kt_suite_swprot(),
 			     (Suite *)NULL);
