@@ -180,12 +180,39 @@ impl Fault {
     }
 }
 
-/// What one run of a vCPU ended with (`enum memfault_run_result`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
-    /// An ordinary exit with this `kvm_run.exit_reason` (see [`crate::exit_reason`]):
-    /// handle it through [`crate::Vcpu::kvm_run`].
-    Vmm(u32),
+/// What one run of a vCPU ended with: the ordinary exit decoded from
+/// `kvm_run` (as kvm-ioctls' `VcpuExit` decodes it), a memory fault, or a
+/// run that did not get to an exit.
+///
+/// The data slices point into the vCPU's `kvm_run` mapping: write the answer
+/// of an `IoIn` or `MmioRead` into them, and the next run completes the
+/// guest's access with it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit<'a> {
+    /// `KVM_EXIT_IO`, in: the guest reads `data.len()` bytes (`size * count`)
+    /// from `port`; fill `data`.
+    IoIn(u16, &'a mut [u8]),
+    /// `KVM_EXIT_IO`, out: the guest wrote `data` to `port`.
+    IoOut(u16, &'a [u8]),
+    /// `KVM_EXIT_MMIO`, a load of `data.len()` bytes at this guest physical
+    /// address; fill `data` (as the guest sees memory).
+    MmioRead(u64, &'a mut [u8]),
+    /// `KVM_EXIT_MMIO`, a store of `data` at this guest physical address.
+    MmioWrite(u64, &'a [u8]),
+    /// `KVM_EXIT_HLT` (x86).
+    Hlt,
+    /// `KVM_EXIT_SHUTDOWN` (x86: triple fault).
+    Shutdown,
+    /// `KVM_EXIT_SYSTEM_EVENT` with its `type` (`KVM_SYSTEM_EVENT_*`: 1
+    /// shutdown, 2 reset, 3 crash, ...; arm64 PSCI).
+    SystemEvent(u32),
+    /// `KVM_EXIT_FAIL_ENTRY`.
+    FailEntry,
+    /// `KVM_EXIT_INTERNAL_ERROR`.
+    InternalError,
+    /// Any other `kvm_run.exit_reason` (see [`crate::exit_reason`]): read
+    /// it through [`crate::Vcpu::kvm_run`].
+    Other(u32),
     /// A memory fault (no handler resolved it).
     MemoryFault(Fault),
     /// `KVM_RUN` was interrupted by a kick or a signal (`EINTR`).
@@ -194,22 +221,39 @@ pub enum Exit {
     Retry,
 }
 
-impl Exit {
-    /// From a non-negative result, reading the exit reason from `run` and the
-    /// fault with `fault()`.
+impl<'a> Exit<'a> {
+    /// From a non-negative result, decoding the ordinary exit from `run` and
+    /// reading the fault with `fault()`.
     pub(crate) fn decode(
         result: i32,
-        run: impl FnOnce() -> u32,
+        run: KvmRun<'a>,
         fault: impl FnOnce() -> Result<Fault>,
-    ) -> Result<Exit> {
+    ) -> Result<Exit<'a>> {
         match result as u32 {
-            sys::MEMFAULT_RUN_EXIT => Ok(Exit::Vmm(run())),
+            sys::MEMFAULT_RUN_EXIT => Ok(run.into_exit()),
             sys::MEMFAULT_RUN_MEMORY_FAULT => fault().map(Exit::MemoryFault),
             sys::MEMFAULT_RUN_INTERRUPTED => Ok(Exit::Interrupted),
             sys::MEMFAULT_RUN_RETRY => Ok(Exit::Retry),
             // a result this crate does not know: a newer library
             _ => Err(Errno::EPROTO),
         }
+    }
+
+    /// The `kvm_run.exit_reason` of an ordinary exit ([`crate::exit_reason`]);
+    /// `None` for a memory fault, an interrupted or a retried run.
+    pub fn reason(&self) -> Option<u32> {
+        use crate::exit_reason as r;
+        Some(match self {
+            Exit::IoIn(..) | Exit::IoOut(..) => r::IO,
+            Exit::MmioRead(..) | Exit::MmioWrite(..) => r::MMIO,
+            Exit::Hlt => r::HLT,
+            Exit::Shutdown => r::SHUTDOWN,
+            Exit::SystemEvent(_) => r::SYSTEM_EVENT,
+            Exit::FailEntry => r::FAIL_ENTRY,
+            Exit::InternalError => r::INTERNAL_ERROR,
+            Exit::Other(x) => *x,
+            Exit::MemoryFault(_) | Exit::Interrupted | Exit::Retry => return None,
+        })
     }
 }
 
@@ -231,7 +275,7 @@ impl Exit {
 /// run.set_memory_fault(0, 0x2000_0000, 0x1000);
 /// prepare_exit(&mut run, Arch::X86_64)?;
 /// // KVM_RUN fails with EIO before writing an exit: not a memory fault
-/// assert_eq!(classify_exit(&run, -1, Errno::EIO.get()), Err(Errno::EIO));
+/// assert_eq!(classify_exit(&mut run, -1, Errno::EIO.get()), Err(Errno::EIO));
 /// run.set_exit_reason(exit_reason::MMIO);
 /// prepare_exit(&mut run, Arch::Arm64)?;
 /// assert_eq!(run.exit_reason(), exit_reason::MMIO);
@@ -257,19 +301,19 @@ pub fn prepare_exit(run: &mut KvmRun<'_>, arch: Arch) -> Result<()> {
 /// let mut run = buf.view();
 /// run.set_exit_reason(exit_reason::MEMORY_FAULT);
 /// run.set_memory_fault(0, 0x2000_0000, 0x1000);
-/// let Exit::MemoryFault(f) = classify_exit(&run, -1, Errno::EFAULT.get())? else {
+/// let Exit::MemoryFault(f) = classify_exit(&mut run, -1, Errno::EFAULT.get())? else {
 ///     panic!("not a fault")
 /// };
 /// assert_eq!((f.gpa, f.size, f.error, f.origin), (0x2000_0000, 0x1000, Some(Errno::EFAULT), Origin::Errno));
 ///
 /// run.set_exit_reason(exit_reason::MMIO);
-/// assert_eq!(classify_exit(&run, 0, 0)?, Exit::Vmm(exit_reason::MMIO));
-/// assert_eq!(classify_exit(&run, -1, Errno::EINTR.get())?, Exit::Interrupted);
-/// assert_eq!(classify_exit(&run, 7, 0), Err(Errno::EPROTO));
-/// assert_eq!(classify_exit(&run, -1, 0), Err(Errno::EPROTO));
+/// assert!(matches!(classify_exit(&mut run, 0, 0)?, Exit::MmioRead(..)));
+/// assert_eq!(classify_exit(&mut run, -1, Errno::EINTR.get())?, Exit::Interrupted);
+/// assert_eq!(classify_exit(&mut run, 7, 0), Err(Errno::EPROTO));
+/// assert_eq!(classify_exit(&mut run, -1, 0), Err(Errno::EPROTO));
 /// # Ok::<(), Errno>(())
 /// ```
-pub fn classify_exit(run: &KvmRun<'_>, ioctl_ret: i32, err: i32) -> Result<Exit> {
+pub fn classify_exit<'r>(run: &'r mut KvmRun<'_>, ioctl_ret: i32, err: i32) -> Result<Exit<'r>> {
     let mut raw = sys::memfault_fault::default();
     // SAFETY: `run` points to a live, aligned kvm_run of at least
     // KVM_RUN_SIZE bytes (KvmRun's invariant); `raw` is a valid out-struct.
@@ -283,5 +327,5 @@ pub fn classify_exit(run: &KvmRun<'_>, ioctl_ret: i32, err: i32) -> Result<Exit>
         )
     };
     let r = crate::errno::check(r)?;
-    Exit::decode(r, || run.exit_reason(), || Ok(Fault::from_raw(&raw)))
+    Exit::decode(r, run.reborrow(), || Ok(Fault::from_raw(&raw)))
 }

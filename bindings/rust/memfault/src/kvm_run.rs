@@ -39,7 +39,7 @@ pub mod exit_reason {
     pub const INTERNAL_ERROR: u32 = 17;
     /// `KVM_EXIT_SYSTEM_EVENT` (arm64 shutdown, reset, ...)
     pub const SYSTEM_EVENT: u32 = 24;
-    /// `KVM_EXIT_MEMORY_FAULT` (never returned as [`crate::Exit::Vmm`])
+    /// `KVM_EXIT_MEMORY_FAULT` (returned as [`crate::Exit::MemoryFault`], never as [`crate::Exit::Other`])
     pub const MEMORY_FAULT: u32 = 39;
 }
 
@@ -67,6 +67,8 @@ pub mod offsets {
     pub const IO_COUNT: usize = 36;
     /// `io.data_offset` (u64)
     pub const IO_DATA_OFFSET: usize = 40;
+    /// `system_event.type` (u32)
+    pub const SYSTEM_EVENT_TYPE: usize = 32;
     /// `memory_fault.flags` (u64)
     pub const MEMORY_FAULT_FLAGS: usize = 32;
     /// `memory_fault.gpa` (u64)
@@ -238,6 +240,56 @@ impl<'a> KvmRun<'a> {
         Some(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(off), n) })
     }
 
+    /// A shorter-lived view of the same `kvm_run`.
+    pub fn reborrow(&mut self) -> KvmRun<'_> {
+        KvmRun { ptr: self.ptr, len: self.len, _marker: PhantomData }
+    }
+
+    /// The ordinary exit in `exit_reason`, decoded (see [`crate::Exit`]),
+    /// its data borrowed from the mapping for as long as this view.
+    pub(crate) fn into_exit(self) -> crate::Exit<'a> {
+        use crate::Exit;
+        let reason = self.exit_reason();
+        match reason {
+            exit_reason::IO => {
+                let Some(io) = self.io() else { unreachable!() };
+                match self.io_range() {
+                    // SAFETY: inside the mapping (checked, or trusted from
+                    // the kernel); `self` (borrowed mutably for 'a) is
+                    // consumed, so this is the only view for 'a.
+                    Some((off, n)) => {
+                        let p = unsafe { self.ptr.as_ptr().add(off) };
+                        match io.direction {
+                            IoDirection::In => Exit::IoIn(io.port, unsafe { std::slice::from_raw_parts_mut(p, n) }),
+                            IoDirection::Out => Exit::IoOut(io.port, unsafe { std::slice::from_raw_parts(p, n) }),
+                        }
+                    }
+                    // data outside a bounded buffer: not decodable
+                    None => Exit::Other(reason),
+                }
+            }
+            exit_reason::MMIO => {
+                let addr = self.read(offsets::MMIO_PHYS_ADDR);
+                let len = (self.read::<u32>(offsets::MMIO_LEN) as usize).min(8);
+                let write = self.read::<u8>(offsets::MMIO_IS_WRITE) != 0;
+                // SAFETY: mmio.data is 8 bytes inside struct kvm_run
+                // (invariant); `self` is consumed, as above.
+                let data = unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offsets::MMIO_DATA), len) };
+                if write {
+                    Exit::MmioWrite(addr, data)
+                } else {
+                    Exit::MmioRead(addr, data)
+                }
+            }
+            exit_reason::HLT => Exit::Hlt,
+            exit_reason::SHUTDOWN => Exit::Shutdown,
+            exit_reason::SYSTEM_EVENT => Exit::SystemEvent(self.read(offsets::SYSTEM_EVENT_TYPE)),
+            exit_reason::FAIL_ENTRY => Exit::FailEntry,
+            exit_reason::INTERNAL_ERROR => Exit::InternalError,
+            _ => Exit::Other(reason),
+        }
+    }
+
     /// Mutable [`KvmRun::io_data`], to answer an `IN`.
     pub fn io_data_mut(&mut self) -> Option<&mut [u8]> {
         let (off, n) = self.io_range()?;
@@ -301,5 +353,59 @@ mod tests {
         r.set_exit_reason(exit_reason::MMIO);
         r.set_mmio_data(&[9, 8]);
         assert_eq!(r.mmio().unwrap().data[..2], [9, 8]);
+    }
+
+    /// Ordinary exits come back decoded, with slices into the kvm_run.
+    #[test]
+    fn exits_are_decoded() {
+        use crate::{classify_exit, Exit};
+        let mut b = KvmRunBuffer::new();
+        let mut r = b.view();
+        r.set_exit_reason(exit_reason::IO);
+        r.write(offsets::IO_DIRECTION, 1u8);
+        r.write(offsets::IO_SIZE, 1u8);
+        r.write(offsets::IO_PORT, 0x3f8u16);
+        r.write(offsets::IO_COUNT, 3u32);
+        r.write(offsets::IO_DATA_OFFSET, 4000u64);
+        r.io_data_mut().unwrap().copy_from_slice(b"abc");
+        assert_eq!(classify_exit(&mut r, 0, 0), Ok(Exit::IoOut(0x3f8, &b"abc"[..])));
+        r.write(offsets::IO_DIRECTION, 0u8);
+        match classify_exit(&mut r, 0, 0) {
+            Ok(Exit::IoIn(0x3f8, data)) => data.copy_from_slice(b"xyz"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.io_data(), Some(&b"xyz"[..]));
+        r.write(offsets::IO_DATA_OFFSET, 4095u64); // beyond the buffer
+        assert_eq!(classify_exit(&mut r, 0, 0), Ok(Exit::Other(exit_reason::IO)));
+
+        r.set_exit_reason(exit_reason::MMIO);
+        r.write(offsets::MMIO_PHYS_ADDR, 0x1000_0000u64);
+        r.write(offsets::MMIO_LEN, 4u32);
+        r.write(offsets::MMIO_IS_WRITE, 0u8);
+        match classify_exit(&mut r, 0, 0) {
+            Ok(Exit::MmioRead(0x1000_0000, data)) => data.copy_from_slice(&[1, 2, 3, 4]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.mmio().unwrap().bytes(), [1, 2, 3, 4]);
+        r.write(offsets::MMIO_IS_WRITE, 1u8);
+        assert_eq!(classify_exit(&mut r, 0, 0), Ok(Exit::MmioWrite(0x1000_0000, &[1u8, 2, 3, 4][..])));
+        r.write(offsets::MMIO_LEN, 200u32); // never more than mmio.data
+        assert!(matches!(classify_exit(&mut r, 0, 0), Ok(Exit::MmioWrite(_, d)) if d.len() == 8));
+
+        for (reason, exit) in [
+            (exit_reason::HLT, Exit::Hlt),
+            (exit_reason::SHUTDOWN, Exit::Shutdown),
+            (exit_reason::FAIL_ENTRY, Exit::FailEntry),
+            (exit_reason::INTERNAL_ERROR, Exit::InternalError),
+            (exit_reason::DEBUG, Exit::Other(exit_reason::DEBUG)),
+        ] {
+            r.set_exit_reason(reason);
+            let e = classify_exit(&mut r, 0, 0).unwrap();
+            assert_eq!(e.reason(), Some(reason));
+            assert_eq!(e, exit);
+        }
+        r.set_exit_reason(exit_reason::SYSTEM_EVENT);
+        r.write(offsets::SYSTEM_EVENT_TYPE, 2u32);
+        assert_eq!(classify_exit(&mut r, 0, 0), Ok(Exit::SystemEvent(2)));
     }
 }

@@ -6,9 +6,11 @@
 //!   [`Region`] a memslot with a userfault bitmap and exactly-once page-in;
 //!   [`Uffd`] serves host accesses to the same regions with userfaultfd.
 //! - Every fallible call returns [`Result<_, Errno>`](Result).
-//! - [`Vcpu::run`] and [`Vcpu::run_dispatch`] return an [`Exit`]:
-//!   `Exit::Vmm(exit_reason)`, `Exit::MemoryFault(Fault)`, `Exit::Interrupted`
-//!   or `Exit::Retry`.
+//! - [`Vcpu::run`] and [`Vcpu::run_dispatch`] return a decoded [`Exit`], as
+//!   kvm-ioctls' `VcpuExit` decodes `kvm_run`: `IoIn(port, &mut [u8])`,
+//!   `IoOut(port, &[u8])`, `MmioRead(addr, &mut [u8])`, `MmioWrite(addr,
+//!   &[u8])`, `Hlt`, `Shutdown`, `SystemEvent(type)`, ..., `Other(exit_reason)`,
+//!   and `MemoryFault(Fault)`, `Interrupted`, `Retry`.
 //! - [`Handlers`] are closures; a panic in one never crosses into C.
 //! - Threads: `Vm`, `Region`, `Uffd` and [`KickHandle`] are `Send + Sync`; `Vcpu` is
 //!   `Send` but not `Sync`, as the C API allows.
@@ -20,7 +22,7 @@
 //!
 //! ```no_run
 //! use std::os::fd::OwnedFd;
-//! use memfault::{exit_reason, Exit, GuestMemory, Handlers, RegionOptions, Verdict, Vm, VmOptions, VcpuOptions};
+//! use memfault::{Exit, GuestMemory, Handlers, RegionOptions, Verdict, Vm, VmOptions, VcpuOptions};
 //!
 //! # fn kvm_create_vm() -> OwnedFd { unimplemented!() }
 //! # fn kvm_create_vcpu(vm: &Vm, id: u64) -> OwnedFd { unimplemented!() }
@@ -35,14 +37,12 @@
 //!     let mut vcpu = vm.new_vcpu(kvm_create_vcpu(&vm, 0), &VcpuOptions::new())?;
 //!     loop {
 //!         match vcpu.run_dispatch()? {
-//!             Exit::Vmm(exit_reason::MMIO) => {
-//!                 let mut run = vcpu.kvm_run();
-//!                 let mmio = run.mmio().unwrap();
-//!                 if !mmio.is_write {
-//!                     run.set_mmio_data(&[0x5a]);
-//!                 }
-//!             }
-//!             Exit::Vmm(_) => break, // HLT, SHUTDOWN, ...
+//!             Exit::MmioRead(_addr, data) => data.fill(0x5a),
+//!             Exit::MmioWrite(addr, data) => println!("{addr:#x} <- {data:?}"),
+//!             Exit::IoOut(port, data) => println!("port {port:#x} <- {data:?}"),
+//!             Exit::IoIn(_port, data) => data.fill(0xff),
+//!             Exit::Hlt | Exit::Shutdown | Exit::SystemEvent(_) => break,
+//!             Exit::FailEntry | Exit::InternalError | Exit::Other(_) => break,
 //!             Exit::MemoryFault(f) => panic!("unresolved fault at {:#x}: {:?}", f.gpa, f.error),
 //!             Exit::Interrupted | Exit::Retry => continue,
 //!         }

@@ -153,20 +153,17 @@ impl Drop for VcpuInner {
 /// threads.
 ///
 /// ```no_run
-/// use memfault::{exit_reason, Exit, Vcpu};
+/// use memfault::{Exit, Vcpu};
 ///
 /// fn run_loop(vcpu: &mut Vcpu<'_>) -> memfault::Result<()> {
 ///     loop {
 ///         match vcpu.run_dispatch()? {
-///             Exit::Vmm(exit_reason::MMIO) => {
-///                 let mut run = vcpu.kvm_run();
-///                 if let Some(m) = run.mmio() {
-///                     if !m.is_write {
-///                         run.set_mmio_data(&0x5au32.to_le_bytes());
-///                     }
-///                 }
+///             Exit::MmioRead(_addr, data) => data.copy_from_slice(&0x5au32.to_le_bytes()[..data.len()]),
+///             Exit::MmioWrite(..) => {}
+///             Exit::Hlt | Exit::Shutdown | Exit::SystemEvent(_) => return Ok(()),
+///             Exit::IoIn(..) | Exit::IoOut(..) | Exit::FailEntry | Exit::InternalError | Exit::Other(_) => {
+///                 return Err(memfault::Errno::EPROTO)
 ///             }
-///             Exit::Vmm(_) => return Ok(()),
 ///             Exit::MemoryFault(f) => eprintln!("unresolved fault at {:#x}", f.gpa),
 ///             Exit::Interrupted | Exit::Retry => {}
 ///         }
@@ -212,13 +209,16 @@ impl<'vm> Vcpu<'vm> {
         unsafe { sys::memfault_vcpu_get_fd(self.as_ptr()) }
     }
 
-    fn decode(&self, r: i32) -> Result<Exit> {
+    fn decode(&mut self, r: i32) -> Result<Exit<'_>> {
         let r = check(r)?;
-        Exit::decode(r, || self.kvm_run_ref().exit_reason(), || self.fault())
+        let fault = if r as u32 == sys::MEMFAULT_RUN_MEMORY_FAULT { Some(self.fault()) } else { None };
+        Exit::decode(r, self.kvm_run_ref(), || fault.unwrap_or(Err(Errno::EPROTO)))
     }
 
-    /// One `KVM_RUN`, classified (`memfault_vcpu_run()`).
-    pub fn run(&mut self) -> Result<Exit> {
+    /// One `KVM_RUN`, classified and decoded (`memfault_vcpu_run()`). The
+    /// exit borrows the vCPU: answer an [`Exit::IoIn`] or [`Exit::MmioRead`]
+    /// through its slice before the next run.
+    pub fn run(&mut self) -> Result<Exit<'_>> {
         // SAFETY: live object, used from this thread only (&mut self).
         let r = unsafe { sys::memfault_vcpu_run(self.as_ptr()) };
         self.decode(r)
@@ -229,7 +229,7 @@ impl<'vm> Vcpu<'vm> {
     ///
     /// A handler's `Err(e)` comes back as `Err(e)`; a handler panic as
     /// `Err(Errno::HANDLER_FAILED)` (see [`Vm::take_handler_panic`]).
-    pub fn run_dispatch(&mut self) -> Result<Exit> {
+    pub fn run_dispatch(&mut self) -> Result<Exit<'_>> {
         let r = {
             let _run = self.vm.gate.enter(crate::gate::Entry::Dispatch);
             // SAFETY: live object, this thread only; regions and handlers

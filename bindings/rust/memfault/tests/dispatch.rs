@@ -52,7 +52,7 @@ fn page_in_closure_resolves_userfaults_on_both_arches() {
         // faults on 3, 5, 0 are resolved inside run_dispatch(); the MMIO
         // write is the first exit the VMM sees
         let exit = vcpu.run_dispatch().unwrap();
-        assert_eq!(exit, Exit::Vmm(memfault::exit_reason::MMIO), "{arch:?}");
+        assert_eq!(exit.reason(), Some(memfault::exit_reason::MMIO), "{arch:?}");
         assert_eq!(vcpu.kvm_run().mmio().unwrap().data[0], 1); // page 0's byte
         let got: Vec<_> = calls.lock().unwrap().iter().map(|&(p, gpa, fd)| (p, gpa, fd == Some(vcpu.fd()))).collect();
         let ps = memfault::page_size();
@@ -67,7 +67,7 @@ fn page_in_closure_resolves_userfaults_on_both_arches() {
 
         let s = vcpu.stats().unwrap();
         assert_eq!((s.userfaults, s.page_ins, s.retries, s.exits), (3, 3, 3, 1));
-        assert_eq!(vcpu.run_dispatch().unwrap(), Exit::Vmm(sim.end_exit()));
+        assert_eq!(vcpu.run_dispatch().unwrap().reason(), Some(sim.end_exit()));
         assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
     }
 }
@@ -103,7 +103,7 @@ fn page_in_exactly_once_across_vcpu_threads() {
                 .into_iter()
                 .map(|mut vcpu| {
                     s.spawn(move || {
-                        let exit = vcpu.run_dispatch().unwrap();
+                        let exit = vcpu.run_dispatch().unwrap().reason();
                         (exit, vcpu.stats().unwrap())
                     })
                 })
@@ -111,7 +111,7 @@ fn page_in_exactly_once_across_vcpu_threads() {
             threads.into_iter().map(|t| t.join().unwrap()).collect()
         });
         for (exit, _) in &stats {
-            assert_eq!(*exit, Exit::Vmm(sim.end_exit()));
+            assert_eq!(*exit, Some(sim.end_exit()));
         }
         for (p, n) in fetches.iter().enumerate() {
             assert_eq!(n.load(Ordering::Relaxed), 1, "{arch:?}: page {p} fetched more than once");
@@ -170,7 +170,7 @@ fn panicking_or_failing_closure_is_an_error_not_a_crash() {
         assert_eq!(f.gpa, gpa);
 
         mode.store(3, Ordering::Relaxed);
-        assert_eq!(vcpu.run_dispatch().unwrap(), Exit::Vmm(sim.end_exit()));
+        assert_eq!(vcpu.run_dispatch().unwrap().reason(), Some(sim.end_exit()));
         assert_eq!(sim.acc(vcpu.fd()), 7);
         assert_eq!(vcpu.stats().unwrap().page_ins, 1);
     }
@@ -201,7 +201,7 @@ fn vmm_resolves_userfault_with_claim_and_publish() {
         ram.write((page * info.page_size) as usize, &[0x99]).unwrap();
         fetch.publish().unwrap();
         assert!(matches!(region.claim(page, true).unwrap(), Claim::Present));
-        assert_eq!(vcpu.run_dispatch().unwrap(), Exit::Vmm(sim.end_exit()));
+        assert_eq!(vcpu.run_dispatch().unwrap().reason(), Some(sim.end_exit()));
         assert_eq!(sim.acc(vcpu.fd()), 0x99);
 
         // a dropped Fetch aborts its claim
@@ -241,13 +241,13 @@ fn setup_calls_are_refused_during_dispatch() {
     sim.script(vcpu.fd(), &loads([0]));
     let other = GuestMemory::anonymous(memfault::page_size() as usize).unwrap();
     std::thread::scope(|s| {
-        let t = s.spawn(|| vcpu.run_dispatch());
+        let t = s.spawn(|| vcpu.run_dispatch().map(|e| e.reason()));
         inside_rx.recv().unwrap();
         assert_eq!(vm.add_region(2, 0x4000_0000, &other, &RegionOptions::new()).unwrap_err(), Errno::EBUSY);
         assert_eq!(vm.set_handlers(Handlers::new()).unwrap_err(), Errno::EBUSY);
         assert_eq!(vm.find_region(RAM_GPA).unwrap().1, 0); // lookups are fine
         release_tx.send(()).unwrap();
-        assert_eq!(t.join().unwrap().unwrap(), Exit::Vmm(sim.end_exit()));
+        assert_eq!(t.join().unwrap().unwrap(), Some(sim.end_exit()));
     });
     assert!(released.load(Ordering::Relaxed));
     let r2 = vm.add_region(2, 0x4000_0000, &other, &RegionOptions::new()).unwrap();

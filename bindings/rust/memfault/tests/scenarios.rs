@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use common::{sim, Level, BOTH_ARCHES, GMEM_GPA, MMIO_GPA, RAM_GPA};
 use memfault::{
-    exit_reason, Arch, Errno, Exit, FaultFlags, GuestMemory, IoDirection, Origin, RegionOptions, VcpuOptions, Vm,
+    exit_reason, Arch, Errno, Exit, FaultFlags, GuestMemory, Origin, RegionOptions, VcpuOptions, Vm,
     VmOptions,
 };
 
@@ -28,21 +28,15 @@ fn mmio_run_loop_on_both_arches() {
         let mut device = Vec::new();
         loop {
             match vcpu.run().unwrap() {
-                Exit::Vmm(exit_reason::MMIO) => {
-                    let mut run = vcpu.kvm_run();
-                    let m = run.mmio().unwrap();
-                    if m.is_write {
-                        device.push((m.phys_addr, u32::from_le_bytes(m.bytes().try_into().unwrap())));
-                    } else {
-                        assert_eq!((m.phys_addr, m.len), (MMIO_GPA + 4, 4));
-                        run.set_mmio_data(&0x4321u32.to_le_bytes());
-                    }
+                Exit::MmioWrite(addr, data) => device.push((addr, u32::from_le_bytes(data.try_into().unwrap()))),
+                Exit::MmioRead(addr, data) => {
+                    assert_eq!((addr, data.len()), (MMIO_GPA + 4, 4));
+                    data.copy_from_slice(&0x4321u32.to_le_bytes());
                 }
-                Exit::Vmm(r) => {
-                    assert_eq!(r, sim.end_exit(), "{arch:?}");
+                other => {
+                    assert_eq!(other.reason(), Some(sim.end_exit()), "{arch:?}: unexpected {other:?}");
                     break;
                 }
-                other => panic!("{arch:?}: unexpected {other:?}"),
             }
         }
         assert_eq!(device, [(MMIO_GPA, 0x1234), (MMIO_GPA + 8, 0x4321)], "{arch:?}");
@@ -64,24 +58,18 @@ fn x86_port_io_and_hlt() {
     let mut outs = Vec::new();
     loop {
         match vcpu.run().unwrap() {
-            Exit::Vmm(exit_reason::IO) => {
-                let mut run = vcpu.kvm_run();
-                let io = run.io().unwrap();
-                match io.direction {
-                    IoDirection::Out => outs.push((io.port, run.io_data().unwrap().to_vec())),
-                    IoDirection::In => {
-                        assert_eq!((io.port, io.size, io.count), (0xe1, 1, 1));
-                        run.io_data_mut().unwrap()[0] = 0x5a;
-                    }
-                }
+            Exit::IoOut(port, data) => outs.push((port, data.to_vec())),
+            Exit::IoIn(port, data) => {
+                assert_eq!((port, data.len()), (0xe1, 1));
+                data[0] = 0x5a;
             }
-            Exit::Vmm(exit_reason::HLT) => break,
+            Exit::Hlt => break,
             other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(outs, [(0xe0, vec![0x42]), (0xe2, vec![0x5a])]);
     assert_eq!(sim.acc(vcpu.fd()), 0x5a);
-    assert_eq!(vcpu.run().unwrap(), Exit::Vmm(exit_reason::SHUTDOWN));
+    assert_eq!(vcpu.run().unwrap(), Exit::Shutdown);
 }
 
 /// guest_memfd slot whose fd is closed: a memory fault with the address.
@@ -101,7 +89,7 @@ fn closed_guest_memfd_is_a_memory_fault_on_both_arches() {
             .unwrap();
 
         sim.script(vcpu.fd(), &format!("load:{:#x}:4", GMEM_GPA + page));
-        assert_eq!(vcpu.run().unwrap(), Exit::Vmm(sim.end_exit()));
+        assert_eq!(vcpu.run().unwrap().reason(), Some(sim.end_exit()));
         assert_eq!(sim.acc(vcpu.fd()), 0x6b6b_6b6b);
 
         drop(gmem); // closing the guest_memfd: KVM can no longer fault the page in
@@ -139,7 +127,7 @@ fn poisoned_and_failing_guest_memfd_on_both_arches() {
         sim.script(vcpu.fd(), &format!("load:{GMEM_GPA:#x}:4"));
         let Exit::MemoryFault(f) = vcpu.run().unwrap() else { panic!("no fault") };
         assert_eq!((f.gpa, f.error, f.origin), (GMEM_GPA, Some(Errno::ENOMEM), Origin::OtherErrno));
-        assert_eq!(vcpu.run().unwrap(), Exit::Vmm(sim.end_exit()));
+        assert_eq!(vcpu.run().unwrap().reason(), Some(sim.end_exit()));
         assert_eq!(sim.acc(vcpu.fd()), 0x6b6b_6b6b);
 
         sim.poison(vm.fd(), GMEM_GPA + page);
@@ -168,7 +156,7 @@ fn unannotated_efault_is_an_error() {
         assert_eq!(vcpu.run(), Err(Errno::EFAULT));
         // SAFETY: as above.
         unsafe { ram.set_accessible(true) }.unwrap();
-        assert_eq!(vcpu.run().unwrap(), Exit::Vmm(sim.end_exit()));
+        assert_eq!(vcpu.run().unwrap().reason(), Some(sim.end_exit()));
         assert_eq!(sim.acc(vcpu.fd()), 0x5a5a_5a5a);
     }
 }
@@ -189,13 +177,16 @@ fn kicks_interrupt_from_any_thread() {
 
         let kick = vcpu.kick_handle();
         let exit = std::thread::scope(|s| {
-            let t = s.spawn(move || vcpu.run_dispatch().map(|e| (e, vcpu)));
+            let t = s.spawn(move || {
+                let exit = vcpu.run_dispatch().map(|e| e == Exit::Interrupted);
+                exit.map(|interrupted| (interrupted, vcpu))
+            });
             std::thread::sleep(std::time::Duration::from_millis(20));
             kick.kick().unwrap();
             t.join().unwrap()
         });
-        let (exit, vcpu) = exit.unwrap();
-        assert_eq!(exit, Exit::Interrupted);
+        let (interrupted, vcpu) = exit.unwrap();
+        assert!(interrupted);
         assert!(kick.stats().unwrap().runs >= 2);
         drop(vcpu); // the handle still keeps the C object alive
         kick.kick().unwrap();

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use common::{sim, Level, BOTH_ARCHES, RAM_GPA};
 use memfault::{
-    Errno, Exit, GuestMemory, Handlers, RegionOptions, Uffd, UffdMode, UffdOptions, VcpuOptions, Verdict, Vm,
+    Errno, GuestMemory, Handlers, RegionOptions, Uffd, UffdMode, UffdOptions, VcpuOptions, Verdict, Vm,
     VmOptions,
 };
 
@@ -97,7 +97,7 @@ fn combined_kvm_userfault_and_host_faults_on_both_arches() {
                     assert_eq!(b[0], pattern(p));
                 }
             });
-            assert_eq!(vcpu.run_dispatch().unwrap(), Exit::Vmm(sim.end_exit()));
+            assert_eq!(vcpu.run_dispatch().unwrap().reason(), Some(sim.end_exit()));
             host.join().unwrap();
         });
         for (p, n) in fetches.iter().enumerate() {
@@ -134,7 +134,7 @@ fn kvm_accesses_attributed_to_the_vcpu() {
     uffd.add_vcpu(&vcpu).unwrap();
     assert_eq!(uffd.add_vcpu(&vcpu), Err(Errno::EEXIST));
     sim.script(vcpu.fd(), &(0..8).map(|p| format!("load:{:#x}:1;", RAM_GPA + p * ps)).collect::<String>());
-    assert_eq!(vcpu.run_dispatch().unwrap(), Exit::Vmm(sim.end_exit()));
+    assert_eq!(vcpu.run_dispatch().unwrap().reason(), Some(sim.end_exit()));
     assert_eq!(sim.acc(vcpu.fd()), u64::from(pattern(7)));
     settle(|| vcpu.stats().is_ok_and(|s| s.uffd_faults == 8));
     let vs = vcpu.stats().unwrap();
