@@ -23,6 +23,29 @@ def test_version_and_library():
     assert "libmemfault" in memfault.library_path()
 
 
+def test_package_version_is_the_project_version():
+    import pathlib
+    import re
+    pyproject = pathlib.Path(__file__).resolve().parents[1] / "pyproject.toml"
+    want = re.search(r'^version = "([^"]+)"', pyproject.read_text(), re.M).group(1)
+    assert memfault.__version__ == want
+    assert tuple(int(x) for x in want.split(".")[:2]) == memfault.version()
+
+
+def test_exits_and_io_directions_are_enums():
+    run = memfault.KvmRunBuffer()
+    run.exit_reason = 5
+    ex = memfault.classify_exit(run, 0, 0)
+    assert ex.reason is memfault.ExitReason.HLT and ex.reason.name == "HLT"
+    run.exit_reason = 1234  # not one this module names: the raw number
+    ex = memfault.classify_exit(run, 0, 0)
+    assert type(ex.reason) is int and ex.reason == 1234
+    assert memfault.Io(1, 1, 0x3F8, 1, 4000).direction is memfault.IoDirection.OUT
+    assert memfault.Io(0, 1, 0x3F8, 1, 4000).direction is memfault.IoDirection.IN
+    assert memfault.Io.IN is memfault.IoDirection.IN
+    assert isinstance(memfault.IoDirection.OUT, int)
+
+
 def test_arch_table():
     assert memfault.arch_reads_back_exit(memfault.Arch.ARM64, memfault.ExitReason.MMIO)
     assert not memfault.arch_reads_back_exit(memfault.Arch.X86_64, memfault.ExitReason.HLT)

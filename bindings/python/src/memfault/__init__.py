@@ -16,7 +16,7 @@ x86-64 and arm64::
         with vm.new_vcpu(vcpu_fd) as vcpu:
             while True:
                 ex = vcpu.run_dispatch()
-                if isinstance(ex, memfault.ExitVmm) and ex.reason == memfault.ExitReason.MMIO:
+                if ex == memfault.ExitVmm(memfault.ExitReason.MMIO):
                     run = vcpu.kvm_run
                     if not run.mmio.is_write:
                         run.set_mmio_data(b"\\x5a")
@@ -44,6 +44,7 @@ from ._core import (
     HandlerError,
     Handlers,
     Io,
+    IoDirection,
     KvmRun,
     KvmRunBuffer,
     MemfaultError,
@@ -69,10 +70,14 @@ from ._core import (
 )
 from ._ffi import library_path
 
+#: The version of these bindings (the project's release; the loaded C
+#: library's own is ``version()``).
+__version__ = "0.2.0"
+
 __all__ = [
     "EHWPOISON", "HANDLER_FAILED", "Arch", "Claim", "Exit", "ExitInterrupted", "ExitMemoryFault",
     "ExitReason", "ExitRetry", "ExitVmm", "Fault", "FaultFlag", "FeatureFlag", "Features",
-    "GuestMemory", "HandlerError", "Handlers", "Io", "KvmRun", "KvmRunBuffer",
+    "GuestMemory", "HandlerError", "Handlers", "Io", "IoDirection", "KvmRun", "KvmRunBuffer",
     "MemfaultError", "Mmio", "Origin", "PageIn", "Region", "RegionInfo", "RegionRef",
     "Uffd", "UffdMode", "UffdStats", "Vcpu", "VcpuRef", "VcpuStats", "Verdict", "Vm",
     "arch_reads_back_exit", "classify_exit", "library_path", "page_size", "prepare_exit",

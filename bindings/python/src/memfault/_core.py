@@ -155,9 +155,20 @@ class Fault:
 
 @dataclass(frozen=True)
 class ExitVmm:
-    """An ordinary exit: handle it through ``Vcpu.kvm_run``."""
+    """An ordinary exit: handle it through ``Vcpu.kvm_run``.
 
-    reason: int
+    ``reason`` is an :class:`ExitReason` (an ``IntEnum``: it compares equal
+    to the raw number), or the plain ``int`` for a reason this module does
+    not name.
+    """
+
+    reason: Union[ExitReason, int]
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "reason", ExitReason(self.reason))
+        except ValueError:
+            pass
 
 
 @dataclass(frozen=True)
@@ -355,16 +366,29 @@ class Mmio:
     is_write: bool
 
 
+class IoDirection(enum.IntEnum):
+    """``kvm_run.io.direction`` (``KVM_EXIT_IO_IN``, ``KVM_EXIT_IO_OUT``)."""
+
+    IN = 0  #: the guest reads; the VMM supplies the data
+    OUT = 1  #: the guest writes
+
+
 @dataclass(frozen=True)
 class Io:
-    direction: int  #: 0 in (the VMM supplies the data), 1 out
+    direction: Union[IoDirection, int]  #: an IoDirection (a raw int if unknown)
     size: int
     port: int
     count: int
     data_offset: int
 
-    IN = 0
-    OUT = 1
+    IN = IoDirection.IN
+    OUT = IoDirection.OUT
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "direction", IoDirection(self.direction))
+        except ValueError:
+            pass
 
 
 class KvmRun:
