@@ -43,7 +43,20 @@
 
 #include <linux/kvm.h> /* the project's copy of the Linux 7.2 uapi */
 #include <linux/userfaultfd.h>
+#include <memfault/memfault-version.h>
 #include <memfault/memfault.h>
+
+/* The layout of --json's object: 2 added "schema" and "tool_version"
+ * (and strings are always valid UTF-8). A consumer checks it before
+ * reading; it grows when a member changes meaning or goes away, not when
+ * one is added. */
+#define PROBE_JSON_SCHEMA 2
+#define STR_(x)           #x
+#define STR(x)            STR_(x)
+/* the release this tool was built from (the library's may differ) */
+#define PROBE_VERSION                                                          \
+	STR(MEMFAULT_VERSION_MAJOR)                                            \
+	"." STR(MEMFAULT_VERSION_MINOR) "." STR(MEMFAULT_VERSION_MICRO)
 
 /* The userfaultfd API group of libmemfault, where this header has it. */
 #ifdef MEMFAULT_UFFD_LATENCY_BUCKETS
@@ -830,19 +843,59 @@ json_indent(struct json *j)
 		fputs("  ", j->f);
 }
 
-static void
-json_string(FILE *f, const char *s)
+/* Length of the well-formed UTF-8 sequence at @s (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or 0 if there is none. */
+static size_t
+utf8_len(const unsigned char *s)
 {
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	size_t n, i;
+	uint32_t cp;
 
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	for (i = 1; i < n; i++) {
+		/* a NUL ends the string and is not a continuation byte */
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return n;
+}
+
+/* A JSON string. What the probe prints comes from the system (the kernel
+ * release, user and group names), which may hold any bytes; JSON text must
+ * be UTF-8 (RFC 8259), so a byte that is not part of a well-formed UTF-8
+ * sequence is written as the code point of the same value (\u00XX, its
+ * Latin-1 reading): the output always parses, and the byte is still known. */
+static void
+json_string(FILE *f, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t n;
+
+	fputc('"', f);
+	while (*s) {
+		if (*s == '"' || *s == '\\') {
+			fprintf(f, "\\%c", *s++);
+		} else if (*s < 0x20 || *s == 0x7f) {
+			fprintf(f, "\\u%04x", *s++);
+		} else if ((n = utf8_len(s)) == 0) {
+			fprintf(f, "\\u%04x", *s++);
+		} else {
+			fwrite(s, 1, n, f);
+			s += n;
+		}
 	}
 	fputc('"', f);
 }
@@ -969,7 +1022,9 @@ print_json(FILE *out, const struct report *rep)
 	unsigned i;
 
 	json_open(&j, NULL, '{');
+	json_int(&j, "schema", PROBE_JSON_SCHEMA);
 	json_str(&j, "tool", "memfault-probe");
+	json_str(&j, "tool_version", PROBE_VERSION);
 	json_open(&j, "library", '{');
 	json_int(&j, "major", memfault_version_major());
 	json_int(&j, "minor", memfault_version_minor());
@@ -1209,6 +1264,30 @@ print_err_line(FILE *out, const char *what, int err)
 	fprintf(out, "  %s: %s\n", what, err ? strerror(err) : "yes");
 }
 
+/* Why opening /dev/kvm failed with EACCES, and what would help. Joining
+ * the owning group helps only when that group may read and write the node;
+ * a 0600 root:root node (the kernel's default without a udev rule) opens
+ * for root alone. */
+static void
+print_access_hint(FILE *out, const struct report *rep)
+{
+	const struct node *n = &rep->kvm_path;
+	char user[64], group[64];
+	bool group_rw = (n->mode & (S_IRGRP | S_IWGRP)) == (S_IRGRP | S_IWGRP);
+	bool other_rw = (n->mode & (S_IROTH | S_IWOTH)) == (S_IROTH | S_IWOTH);
+
+	owner_names(n, user, sizeof(user), group, sizeof(group));
+	if (group_rw && !rep->kvm_group_member) {
+		fprintf(out, "  (only its owner and group %s may open it: join the group, e.g. `usermod -aG %s $USER`, then log in again)\n",
+			group, group);
+	} else if (!group_rw && !other_rw) {
+		fprintf(out, "  (mode %04o: only %s may open it; an administrator can give it to a group, e.g. a udev rule with GROUP=\"kvm\", MODE=\"0660\")\n",
+			(unsigned)(n->mode & 07777), user);
+	} else {
+		fprintf(out, "  (the mode allows you: an ACL, a security module or a container policy refuses it)\n");
+	}
+}
+
 static void
 print_text(FILE *out, const struct report *rep)
 {
@@ -1227,9 +1306,8 @@ print_text(FILE *out, const struct report *rep)
 	print_node(out, "/dev/kvm node", &rep->kvm_path);
 	if (rep->kvm_open_err) {
 		fprintf(out, "  open: %s\n", strerror(rep->kvm_open_err));
-		if (rep->kvm_open_err == EACCES && !rep->kvm_path.err &&
-		    !rep->kvm_group_member)
-			fprintf(out, "  (you are not in the group that owns /dev/kvm)\n");
+		if (rep->kvm_open_err == EACCES && !rep->kvm_path.err)
+			print_access_hint(out, rep);
 	} else {
 		fprintf(out, "  open: yes%s\n",
 			rep->kvm_simulated ?
@@ -1245,9 +1323,15 @@ print_text(FILE *out, const struct report *rep)
 					" (libmemfault needs 12)");
 	}
 	if (rep->api_version == KVM_API_VERSION) {
-		fprintf(out, "  architecture: %s (%s)\n", arch_name(rep->arch),
-			rep->arch_given ? "--arch" :
-					  "from KVM_CAP_ARM_VM_IPA_SIZE");
+		/* only arm64 KVM answers KVM_CAP_ARM_VM_IPA_SIZE: name it
+		 * only when it was the answer */
+		const char *from = "KVM has no arm64 capabilities";
+
+		if (rep->arch_given)
+			from = "--arch";
+		else if (rep->arch == MEMFAULT_ARCH_ARM64)
+			from = "KVM answers KVM_CAP_ARM_VM_IPA_SIZE";
+		fprintf(out, "  architecture: %s (%s)\n", arch_name(rep->arch), from);
 		if (rep->arch != host_arch())
 			fprintf(out, "  note: this build is for %s; only a simulator offers %s KVM here\n",
 				rep->host_arch, arch_name(rep->arch));
@@ -1317,6 +1401,7 @@ usage(FILE *out, const char *argv0)
 		"  -a, --arch ARCH     the architecture of the KVM in use (default: from\n"
 		"                      its capabilities; only a simulator differs)\n"
 		"  -h, --help          print this help\n"
+		"  -V, --version       print the version and exit\n"
 		"\n"
 		"Exit status: 0 usable, 1 no KVM (no /dev/kvm, no access, wrong API\n"
 		"version), 2 usage error, 3 KVM answers but libmemfault cannot wrap a VM\n"
@@ -1331,6 +1416,7 @@ main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "arch", required_argument, NULL, 'a' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct report *rep;
@@ -1338,7 +1424,7 @@ main(int argc, char **argv)
 	bool json = false;
 	int c, code;
 
-	while ((c = getopt_long(argc, argv, "ja:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "ja:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			json = true;
@@ -1358,6 +1444,13 @@ main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout, argv[0]);
+			return fflush(stdout) ? EXIT_INTERNAL : 0;
+		case 'V':
+			/* the tool's own version, and the library it runs with
+			 * (they differ when only libmemfault0 was upgraded) */
+			printf("memfault-probe %s (libmemfault %d.%d, JSON schema %d)\n",
+			       PROBE_VERSION, memfault_version_major(),
+			       memfault_version_minor(), PROBE_JSON_SCHEMA);
 			return fflush(stdout) ? EXIT_INTERNAL : 0;
 		default:
 			usage(stderr, argv[0]);
