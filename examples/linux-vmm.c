@@ -25,12 +25,23 @@
  * arrived intact, no page was requested twice, and the pages fetched are
  * exactly the pages the guest memory has resident (mincore()).
  *
+ * The guest command line needs noxsave (the supported CPUID passed through
+ * gives an XSAVE size the guest rejects), lpj= and no_timer_check (nested
+ * SVM under TCG delivers timer interrupts late, so calibration and the
+ * IO-APIC timer check can fail on a loaded host).
+ *
  * Devices: the in-kernel irqchip and PIT, an 8250 UART at 0x3f8 (output,
- * transmitter-empty interrupt, loopback for the driver's autoconfiguration), port 0x64
- * reads as 0 and a write of 0xfe there (reboot=k) ends the run.
+ * transmitter-empty interrupt, loopback for the driver's autoconfiguration),
+ * port 0x64 reads as 0 and a write of 0xfe there (reboot=k) ends the run.
  *
  * Usage: linux-vmm --kernel bzImage --initrd initrd.gz [--mem MiB]
  *        [--cpus N] [--append "cmdline"] [--eager] [--timeout s]
+ *        [--snapshot-at N]
+ * --snapshot-at N: when the guest prints "GUEST: tick N", pause it, save
+ * its vCPU and device state and its RAM (as a new page source's image),
+ * and restore it into a fresh VM whose RAM starts all missing again: the
+ * guest goes on from where it stopped, its pages served lazily
+ * (Firecracker-style lazy restore).
  * --eager copies the image into RAM up front (no page source), for
  * comparison. Exit status 0 only if the guest reset and every check passed.
  * MEMFAULT_LINUX_VMM_MUTANT (test only) breaks one step on purpose:
@@ -84,6 +95,7 @@ struct vmm {
 	uint64_t mem_size, npages;
 	int ncpus;
 	bool eager;
+	bool restoring; /* setup() restores a snapshot instead of booting */
 	const char *mutant;
 	uint8_t *image; /* the RAM image: the page source's copy */
 	uint8_t *ram;   /* the region's memory */
@@ -108,8 +120,14 @@ struct vmm {
 	pthread_mutex_t uart_lock;
 	uint8_t ier, lcr, mcr, scr, dll, dlm, rbr;
 	bool rx_ready, thre_pending;
+	bool panicked; /* the guest printed "Kernel panic" */
 	char line[256];
 	size_t line_len;
+
+	/* snapshot: pause after the guest printed "GUEST: tick N" */
+	int snapshot_at;
+	int snapshot; /* atomic: the stop is a pause for a snapshot */
+	int last_tick;
 
 	double t_start, t_init; /* t_init: "GUEST: init" seen */
 	int stop;               /* atomic: the guest reset, or a timeout */
@@ -484,6 +502,8 @@ uart_irq(struct vmm *v)
 	ioctl(v->vm_fd, KVM_IRQ_LINE, &irq);
 }
 
+static void stop_all(struct vmm *v);
+
 static void
 uart_putc(struct vmm *v, uint8_t c)
 {
@@ -496,8 +516,15 @@ uart_putc(struct vmm *v, uint8_t c)
 	v->line[v->line_len] = 0;
 	printf("%s\n", v->line);
 	fflush(stdout);
+	if (strstr(v->line, "Kernel panic"))
+		v->panicked = true;
 	if (!v->t_init && strstr(v->line, "GUEST: init"))
 		v->t_init = now();
+	if (sscanf(v->line, "GUEST: tick %d", &v->last_tick) == 1 &&
+	    v->last_tick == v->snapshot_at) {
+		__atomic_store_n(&v->snapshot, 1, __ATOMIC_RELEASE);
+		stop_all(v);
+	}
 	v->line_len = 0;
 }
 
@@ -644,7 +671,18 @@ vcpu_main(void *arg)
 	memfault_vcpu_get_run(vcpu, &run);
 	for (;;) {
 		if (__atomic_load_n(&v->stop, __ATOMIC_ACQUIRE)) {
+			/*
+			 * Before its state is saved, KVM must complete the
+			 * exit just handled (an IN's data goes into the
+			 * guest's register on the next entry): one more
+			 * KVM_RUN with immediate_exit, which the kick sets.
+			 */
 			r = 0;
+			if (__atomic_load_n(&v->snapshot, __ATOMIC_ACQUIRE)) {
+				memfault_vcpu_kick(vcpu);
+				r = memfault_vcpu_run(vcpu);
+				r = r == MEMFAULT_RUN_INTERRUPTED ? 0 : -EIO;
+			}
 			break;
 		}
 		r = memfault_vcpu_run_dispatch(vcpu);
@@ -807,7 +845,7 @@ setup(struct vmm *v)
 		if (fd < 0)
 			return fail("KVM_CREATE_VCPU", -errno);
 		r = setup_cpuid(v, fd, i);
-		if (!r && i == 0)
+		if (!r && i == 0 && !v->restoring)
 			r = setup_bsp(fd);
 		if (r) {
 			close(fd);
@@ -929,6 +967,7 @@ report(struct vmm *v)
 	       t.handler_ns / 1e6);
 }
 
+/* The run's time limit, and a kick of every vCPU every 100 ms. */
 static void *
 watchdog(void *arg)
 {
@@ -938,10 +977,226 @@ watchdog(void *arg)
 		if (__atomic_load_n(&v->stop, __ATOMIC_ACQUIRE))
 			return NULL;
 		usleep(100000);
+		/*
+		 * Under nested SVM emulated by TCG, a timer interrupt can stay
+		 * pending without being injected until the vCPU exits (seen
+		 * as hangs in delay calibration and as "IO-APIC + timer
+		 * doesn't work!" panics on a loaded host): an exit every
+		 * 100 ms gets it injected at the next entry.
+		 */
+		for (int c = 0; c < v->ncpus; c++)
+			memfault_vcpu_kick(v->vcpu[c]);
 	}
 	fprintf(stderr, "linux-vmm: timeout after %u s\n", watchdog_seconds);
 	stop_all(v);
 	return NULL;
+}
+
+/* ---- snapshot: pause, save, restore into a fresh VM --------------------- */
+
+struct cpu_state {
+	struct kvm_mp_state mp;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_xsave xsave;
+	struct kvm_xcrs xcrs;
+	struct kvm_debugregs dregs;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events events;
+	struct kvm_msrs *msrs;
+};
+
+static struct {
+	struct cpu_state cpu[MAX_CPUS];
+	struct kvm_irqchip chip[3]; /* PIC master, PIC slave, IOAPIC */
+	struct kvm_pit_state2 pit;
+	struct kvm_clock_data clock;
+} snap;
+
+/* Every MSR KVM lists that this vCPU lets us read, with its value. */
+static int
+save_msrs(struct vmm *v, int fd, struct cpu_state *c)
+{
+	struct kvm_msr_list probe = { .nmsrs = 0 }, *list;
+	struct {
+		struct kvm_msrs h;
+		struct kvm_msr_entry e;
+	} one;
+	uint32_t n = 0;
+
+	if (ioctl(v->kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe) && errno != E2BIG)
+		return -errno;
+	list = calloc(1, sizeof(*list) + probe.nmsrs * sizeof(uint32_t));
+	c->msrs = calloc(1, sizeof(*c->msrs) +
+				    probe.nmsrs * sizeof(struct kvm_msr_entry));
+	if (!list || !c->msrs)
+		return -ENOMEM;
+	list->nmsrs = probe.nmsrs;
+	if (ioctl(v->kvm_fd, KVM_GET_MSR_INDEX_LIST, list))
+		return -errno;
+	for (uint32_t i = 0; i < list->nmsrs; i++) {
+		memset(&one, 0, sizeof(one));
+		one.h.nmsrs = 1;
+		one.e.index = list->indices[i];
+		if (ioctl(fd, KVM_GET_MSRS, &one) == 1)
+			c->msrs->entries[n++] = one.e;
+	}
+	c->msrs->nmsrs = n;
+	free(list);
+	return 0;
+}
+
+static int
+save_state(struct vmm *v)
+{
+	for (int i = 0; i < v->ncpus; i++) {
+		struct cpu_state *c = &snap.cpu[i];
+		int fd = memfault_vcpu_get_fd(v->vcpu[i]), r;
+
+		if (ioctl(fd, KVM_GET_MP_STATE, &c->mp) ||
+		    ioctl(fd, KVM_GET_REGS, &c->regs) ||
+		    ioctl(fd, KVM_GET_SREGS, &c->sregs) ||
+		    ioctl(fd, KVM_GET_XSAVE, &c->xsave) ||
+		    ioctl(fd, KVM_GET_XCRS, &c->xcrs) ||
+		    ioctl(fd, KVM_GET_DEBUGREGS, &c->dregs) ||
+		    ioctl(fd, KVM_GET_LAPIC, &c->lapic) ||
+		    ioctl(fd, KVM_GET_VCPU_EVENTS, &c->events))
+			return fail("saving vCPU state", -errno);
+		r = save_msrs(v, fd, c);
+		if (r)
+			return fail("saving MSRs", r);
+	}
+	for (uint32_t i = 0; i < 3; i++) {
+		snap.chip[i].chip_id = i;
+		if (ioctl(v->vm_fd, KVM_GET_IRQCHIP, &snap.chip[i]))
+			return fail("KVM_GET_IRQCHIP", -errno);
+	}
+	if (ioctl(v->vm_fd, KVM_GET_PIT2, &snap.pit) ||
+	    ioctl(v->vm_fd, KVM_GET_CLOCK, &snap.clock))
+		return fail("saving the PIT and clock", -errno);
+	return 0;
+}
+
+/* The order of the vCPU calls: sregs (APIC base) before the LAPIC, the
+ * MSRs before the events; the VM's devices before the vCPUs run. */
+static int
+restore_state(struct vmm *v)
+{
+	struct kvm_clock_data clock = { .clock = snap.clock.clock };
+
+	for (uint32_t i = 0; i < 3; i++)
+		if (ioctl(v->vm_fd, KVM_SET_IRQCHIP, &snap.chip[i]))
+			return fail("KVM_SET_IRQCHIP", -errno);
+	if (ioctl(v->vm_fd, KVM_SET_PIT2, &snap.pit) ||
+	    ioctl(v->vm_fd, KVM_SET_CLOCK, &clock))
+		return fail("restoring the PIT and clock", -errno);
+	for (int i = 0; i < v->ncpus; i++) {
+		struct cpu_state *c = &snap.cpu[i];
+		int fd = memfault_vcpu_get_fd(v->vcpu[i]), n;
+
+		if (ioctl(fd, KVM_SET_MP_STATE, &c->mp) ||
+		    ioctl(fd, KVM_SET_REGS, &c->regs) ||
+		    ioctl(fd, KVM_SET_SREGS, &c->sregs) ||
+		    ioctl(fd, KVM_SET_XSAVE, &c->xsave) ||
+		    ioctl(fd, KVM_SET_XCRS, &c->xcrs) ||
+		    ioctl(fd, KVM_SET_DEBUGREGS, &c->dregs) ||
+		    ioctl(fd, KVM_SET_LAPIC, &c->lapic))
+			return fail("restoring vCPU state", -errno);
+		n = ioctl(fd, KVM_SET_MSRS, c->msrs);
+		if (n != (int)c->msrs->nmsrs) {
+			fprintf(stderr,
+				"linux-vmm: KVM_SET_MSRS set %d of %u (stopped "
+				"at 0x%x)\n",
+				n, c->msrs->nmsrs,
+				n >= 0 && n < (int)c->msrs->nmsrs
+					? c->msrs->entries[n].index
+					: 0);
+			return -EIO;
+		}
+		if (ioctl(fd, KVM_SET_VCPU_EVENTS, &c->events))
+			return fail("KVM_SET_VCPU_EVENTS", -errno);
+		free(c->msrs);
+		c->msrs = NULL;
+	}
+	return 0;
+}
+
+/* Everything of the VM, the vCPUs, the region and the page source goes. */
+static void
+teardown(struct vmm *v)
+{
+	for (int i = 0; i < v->ncpus; i++) {
+		if (v->uffd)
+			memfault_uffd_remove_vcpu(v->uffd, v->vcpu[i]);
+	}
+	memfault_uffd_free(v->uffd);
+	v->uffd = NULL;
+	for (int i = 0; i < v->ncpus; i++) {
+		memfault_vcpu_free(v->vcpu[i]);
+		v->vcpu[i] = NULL;
+		v->vcpu_rc[i] = 0;
+	}
+	memfault_region_free(v->region);
+	v->region = NULL;
+	memfault_vm_free(v->vm);
+	v->vm = NULL;
+	munmap(v->ram, v->mem_size);
+	close(v->kvm_fd);
+	if (v->source > 0) {
+		close(v->req_fd);
+		close(v->rep_fd);
+		waitpid(v->source, NULL, 0);
+		v->source = 0;
+	}
+	memset(v->fetched, 0, v->npages * sizeof(*v->fetched));
+	v->fetches = v->fetch_ns = 0;
+	v->stop = v->snapshot = v->reset = 0;
+}
+
+/*
+ * The snapshot's RAM image: the boot image (rebuilt: it is what the first
+ * page source held, so it is what every page never fetched still holds)
+ * with every present page of the paused guest over it.
+ */
+static int
+snapshot_image(struct vmm *v, const char *kernel, const char *initrd,
+	       const char *append)
+{
+	uint64_t present = 0;
+	int r = build_image(v, kernel, initrd, append);
+
+	if (r)
+		return r;
+	for (uint64_t p = 0; p < v->npages; p++) {
+		if (memfault_region_is_missing(v->region, p) == 0) {
+			memcpy(v->image + p * PAGE, v->ram + p * PAGE, PAGE);
+			present++;
+		}
+	}
+	printf("linux-vmm: snapshot at tick %d: %" PRIu64
+	       " pages present of %" PRIu64 "\n",
+	       v->last_tick, present, v->npages);
+	return 0;
+}
+
+static bool
+run_phase(struct vmm *v)
+{
+	pthread_t wd;
+	bool ok = true;
+
+	pthread_create(&wd, NULL, watchdog, v);
+	for (int i = 0; i < v->ncpus; i++)
+		pthread_create(&v->thread[i], NULL, vcpu_main, v->vcpu[i]);
+	for (int i = 0; i < v->ncpus; i++)
+		pthread_join(v->thread[i], NULL);
+	stop_all(v);
+	pthread_join(wd, NULL);
+	report(v);
+	for (int i = 0; i < v->ncpus; i++)
+		if (v->vcpu_rc[i] != 0)
+			ok = false;
+	return ok;
 }
 
 int
@@ -955,13 +1210,14 @@ main(int argc, char **argv)
 		{ "cpus", required_argument, NULL, 'c' },
 		{ "eager", no_argument, NULL, 'e' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "snapshot-at", required_argument, NULL, 's' },
 		{ 0 },
 	};
 	struct vmm *v = &the_vmm;
 	const char *kernel = NULL, *initrd = NULL;
 	const char *append =
-		"console=ttyS0 noxsave lpj=700000 reboot=k panic=-1 quiet";
-	pthread_t wd;
+		"console=ttyS0 noxsave lpj=700000 no_timer_check reboot=k "
+		"panic=-1 quiet";
 	int c, r, ok;
 
 	v->mem_size = 128ull << 20;
@@ -989,16 +1245,21 @@ main(int argc, char **argv)
 		case 't':
 			watchdog_seconds = (unsigned)atoi(optarg);
 			break;
+		case 's':
+			v->snapshot_at = atoi(optarg);
+			break;
 		default:
 			return 2;
 		}
 	}
+	if (v->snapshot_at && v->eager)
+		v->snapshot_at = 0; /* restores are lazy only */
 	if (!kernel || !initrd || v->ncpus < 1 || v->ncpus > MAX_CPUS ||
 	    v->mem_size < (64ull << 20) || v->mem_size > (3ull << 30)) {
 		fprintf(stderr,
 			"usage: linux-vmm --kernel bzImage --initrd initrd "
 			"[--mem MiB (64-3072)] [--cpus 1-%d] [--append "
-			"cmdline] [--eager] [--timeout s]\n",
+			"cmdline] [--eager] [--timeout s] [--snapshot-at N]\n",
 			MAX_CPUS);
 		return 2;
 	}
@@ -1028,20 +1289,30 @@ main(int argc, char **argv)
 		printf("linux-vmm: boot_params do not read back\n");
 		return 1;
 	}
-	pthread_create(&wd, NULL, watchdog, v);
-	for (int i = 0; i < v->ncpus; i++)
-		pthread_create(&v->thread[i], NULL, vcpu_main, v->vcpu[i]);
-	for (int i = 0; i < v->ncpus; i++)
-		pthread_join(v->thread[i], NULL);
-	stop_all(v);
-	pthread_join(wd, NULL);
-	report(v);
-	ok = __atomic_load_n(&v->reset, __ATOMIC_ACQUIRE);
-	if (!ok)
+	ok = run_phase(v);
+	if (ok && __atomic_load_n(&v->snapshot, __ATOMIC_ACQUIRE)) {
+		/* paused: check what was fetched so far, save, restore */
+		ok = check(v);
+		if (save_state(v) || snapshot_image(v, kernel, initrd, append))
+			return 1;
+		teardown(v);
+		v->restoring = true;
+		v->snapshot_at = -1;
+		if (setup(v) || restore_state(v))
+			return 1;
+		printf("linux-vmm: restored into a fresh VM, all %" PRIu64
+		       " pages missing\n",
+		       v->npages);
+		ok = run_phase(v) && ok;
+	}
+	if (!__atomic_load_n(&v->reset, __ATOMIC_ACQUIRE)) {
 		printf("linux-vmm: FAILED: the guest did not reset\n");
-	for (int i = 0; i < v->ncpus; i++)
-		if (v->vcpu_rc[i] != 0)
-			ok = 0;
+		ok = 0;
+	}
+	if (v->panicked) {
+		printf("linux-vmm: FAILED: the guest panicked\n");
+		ok = 0;
+	}
 	if (!v->eager && v->mutant && !strcmp(v->mutant, "extra")) {
 		/* mutant: one request for a page nobody touched */
 		uint64_t page, sum;

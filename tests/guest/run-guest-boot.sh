@@ -7,7 +7,8 @@
 # linux-vmm; linux-vmm boots the same bzImage as the guest (L2) with every
 # page of its 128 MiB served on demand by a page-source process.
 #
-#   tests/guest/run-guest-boot.sh            the test: 1 and 2 guest vCPUs
+#   tests/guest/run-guest-boot.sh            the test: 1 and 2 guest vCPUs,
+#                                            and a lazy snapshot restore
 #   tests/guest/run-guest-boot.sh bench N    figures: N eager and N lazy boots
 #
 # Asserted per run (linux-vmm exits 0 only if all hold): the guest reset
@@ -16,7 +17,11 @@
 # resident in the guest memory = pages present in the bitmap; every
 # fetched page's checksum equals the source's. And from the guest's
 # console: its /init ran, its sha256sum of a file in its initramfs equals
-# the value baked in, and it saw as many CPUs as it was given.
+# the value baked in, and it saw as many CPUs as it was given. The
+# snapshot run (linux-vmm --snapshot-at 3): the guest counts ticks 1..6;
+# after tick 3 it is paused, saved and restored into a fresh VM with all
+# RAM missing; ticks 4..6 must follow, in order, from the restored VM,
+# and the exactly-once and checksum checks hold before and after.
 #
 # Exit status: 0 all passed, 1 a check failed, 2 L1 never reported (panic,
 # hang, timeout), 77 cannot run here (no kernel, QEMU, gcc or static
@@ -30,6 +35,8 @@
 #                         result per run, meson's format)
 #   MEMFAULT_GUEST_TIMEOUT  seconds for the QEMU run [170]
 #   MEMFAULT_GUEST_L1_SMP  QEMU -smp for L1 [1]
+#   MEMFAULT_GUEST_RUNS   the guest runs, MODE:VCPUS with MODE lazy, eager
+#                         or snap [lazy:1 lazy:2 snap:1]
 #   MEMFAULT_LINUX_VMM_MUTANT  passed to linux-vmm (test of the test)
 set -euo pipefail
 
@@ -105,6 +112,14 @@ echo "GUEST: init reached, uptime \$(\$B cut -d' ' -f1 /proc/uptime)"
 got=\$(\$B sha256sum /data/blob | \$B cut -d' ' -f1)
 if [ "\$got" = $want ]; then echo "GUEST: sha256 OK"; else echo "GUEST: sha256 BAD \$got"; fi
 echo "GUEST: cpus=\$(\$B grep -c ^processor /proc/cpuinfo)"
+# guest.ticks=N: a counter the snapshot run pauses and restores
+ticks=\$(\$B sed -n 's/.*guest.ticks=\\([0-9]*\\).*/\\1/p' /proc/cmdline)
+i=0
+while [ "\$i" -lt "\${ticks:-0}" ]; do
+	i=\$((i + 1))
+	echo "GUEST: tick \$i"
+	\$B usleep 200000
+done
 \$B reboot -f
 EOF
 chmod +x "$L2/init"
@@ -121,7 +136,7 @@ if [ "$MODE" = bench ]; then
 	runs=""
 	for _ in $(seq "$NBENCH"); do runs="$runs eager:1 lazy:1"; done
 else
-	runs="lazy:1 lazy:2"
+	runs=${MEMFAULT_GUEST_RUNS:-lazy:1 lazy:2 snap:1}
 fi
 echo "RUNS='$runs'" > "$L1/runs.env"
 echo "export MEMFAULT_LINUX_VMM_MUTANT='${MEMFAULT_LINUX_VMM_MUTANT:-}'" >> "$L1/runs.env"
@@ -139,10 +154,13 @@ dmesg -n 3
 echo "L1: uname $(uname -r), $(ls -l /dev/kvm 2>&1)"
 for r in $RUNS; do
 	mode=${r%:*} cpus=${r#*:}
-	flag=
-	[ "$mode" = eager ] && flag=--eager
 	echo "L1: run $mode $cpus"
-	/linux-vmm --kernel /guest/bzImage --initrd /guest/initrd.gz --cpus "$cpus" --timeout 60 $flag
+	set -- --kernel /guest/bzImage --initrd /guest/initrd.gz --cpus "$cpus" --timeout 60
+	case $mode in
+	eager) set -- "$@" --eager ;;
+	snap) set -- "$@" --snapshot-at 3 --append "console=ttyS0 noxsave lpj=700000 no_timer_check reboot=k panic=-1 quiet guest.ticks=6" ;;
+	esac
+	/linux-vmm "$@"
 	echo "L1: result $mode $cpus rc=$?"
 done
 dmesg | grep -E 'BUG|WARNING|Oops|Call Trace' | sed 's/^/L1-dmesg: /'
@@ -166,7 +184,9 @@ log "QEMU wall time $BOOT_WALL s"
 # A run passes when linux-vmm exited 0 and the guest printed its markers
 # between "L1: run" and "L1: result".
 awk -v mode="$MODE" '
-/^L1: run / { m = $3; c = $4; init = sha = 0; cpus = -1; next }
+/^L1: run / { m = $3; c = $4; init = sha = 0; cpus = -1; tick = 0; tickbad = 0; restored = -1; next }
+/GUEST: tick / { t = $3 + 0; if (t != tick + 1) tickbad = 1; tick = t }
+/^linux-vmm: restored into a fresh VM/ { restored = tick }
 /GUEST: init reached/ { init = 1 }
 /GUEST: sha256 OK/ { sha = 1 }
 /GUEST: cpus=/ { split($0, a, "cpus="); cpus = a[2] + 0 }
@@ -177,6 +197,9 @@ awk -v mode="$MODE" '
 	if (!init) why = why " no /init marker"
 	if (!sha) why = why " sha256 check of the initramfs file failed"
 	if (cpus != c) why = why " guest saw " cpus " CPUs, not " c
+	# the snapshot run: ticks 1..6 in order, restored after tick 3
+	if (m == "snap" && (tickbad || tick != 6 || restored != 3))
+		why = why " counter: last tick " tick ", restored after tick " restored (tickbad ? ", ticks out of order" : "")
 	printf "%s-%scpu %s%s\n", m, c, why == "" ? "PASS" : "FAIL", why
 	n++
 }
@@ -187,7 +210,7 @@ if ! grep -q '^L1: done' "$WORK/console.log"; then
 	log "L1 never finished (panic, hang or timeout): see $WORK/console.log"
 	RC=2
 fi
-expected=2
+expected=$(echo "$runs" | wc -w)
 [ "$MODE" = bench ] && expected=$((NBENCH * 2))
 if [ "$(wc -l < "$WORK/results.txt")" -ne "$expected" ]; then
 	log "expected $expected guest runs, got $(wc -l < "$WORK/results.txt")"
