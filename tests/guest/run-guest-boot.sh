@@ -160,7 +160,8 @@ for r in $RUNS; do
 	eager) set -- "$@" --eager ;;
 	snap) set -- "$@" --snapshot-at 3 --append "console=ttyS0 noxsave lpj=700000 no_timer_check reboot=k panic=-1 quiet guest.ticks=6" ;;
 	esac
-	/linux-vmm "$@"
+	# a hung VMM is killed, so that the runs after it still report
+	timeout -s KILL 150 /linux-vmm "$@"
 	echo "L1: result $mode $cpus rc=$?"
 done
 dmesg | grep -E 'BUG|WARNING|Oops|Call Trace' | sed 's/^/L1-dmesg: /'
