@@ -50,4 +50,23 @@ median_ci(const double *sorted, int n, double *lo, double *hi)
 	*hi = sorted[h > n - 1 ? n - 1 : h];
 }
 
+/*
+ * The start and the end of the window bench/sstep-count.c single-steps: an
+ * int3 when MEMFAULT_BENCH_SSTEP is set (sstep-count sets it), nothing
+ * otherwise. Both sides of a comparison pass the same marks, so their cost
+ * cancels in a difference.
+ */
+static inline void
+bench_sstep_mark(void)
+{
+	static int on = -1;
+
+	if (on < 0)
+		on = getenv("MEMFAULT_BENCH_SSTEP") != NULL;
+#if defined(__x86_64__) || defined(__i386__)
+	if (on)
+		__asm__ volatile("int3" ::: "memory");
+#endif
+}
+
 #endif

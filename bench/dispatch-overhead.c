@@ -26,6 +26,7 @@
 
 #include <linux/kvm.h>
 
+#include "bench-stats.h"
 #include "kvmsim.h"
 #include "memfault/memfault.h"
 
@@ -152,7 +153,9 @@ main(int argc, char **argv)
 			     (unsigned long long)(GPA + (uint64_t)i * page_size));
 	if (kvmsim_vcpu_set_script_text(vcpu_fd, script))
 		return 1;
+	bench_sstep_mark();
 	r = bench_loop(lib, vcpu, vcpu_fd, run);
+	bench_sstep_mark();
 	printf("{\"loop\":\"%s\",\"faults\":%ld,\"callbacks\":%ld,\"result\":%ld}\n",
 	       argv[1], n, callbacks, r);
 	return r == MEMFAULT_RUN_EXIT && callbacks == n ? 0 : 1;

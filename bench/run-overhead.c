@@ -22,6 +22,7 @@
 
 #include <linux/kvm.h>
 
+#include "bench-stats.h"
 #include "kvmsim.h"
 #include "memfault/memfault.h"
 
@@ -79,7 +80,9 @@ main(int argc, char **argv)
 	/* past the script's end every KVM_RUN gives the same exit */
 	memfault_vcpu_run(vcpu);
 	kvmsim_get_stats(&before);
+	bench_sstep_mark();
 	exits = bench_loop(lib, n);
+	bench_sstep_mark();
 	kvmsim_get_stats(&after);
 	printf("{\"loop\":\"%s\",\"iterations\":%ld,\"exits\":%ld,"
 	       "\"kvm_run_calls\":%llu}\n",

@@ -773,6 +773,76 @@ memfault_region_is_missing(const struct memfault_region *r, uint64_t page)
 		  bit_of(page));
 }
 
+/*
+ * The first word at or after @w, below @nw, in a block of the bitmap that
+ * has a hit (a set bit when @want_set, a clear one otherwise): a whole
+ * block of words loaded as vectors, tested once. Only a read, so no order
+ * is needed: each aligned word of a vector load reads as a relaxed load
+ * would (x86 and arm64 never tear an aligned 8-byte access), and the
+ * caller re-reads the word it stops at. Under ThreadSanitizer the word
+ * loop alone runs: it does not see vector loads as atomic.
+ */
+typedef unsigned long bm_vec16 __attribute__((vector_size(16), aligned(8)));
+#if defined(__x86_64__) && !defined(MEMFAULT_TSAN)
+typedef unsigned long bm_vec32 __attribute__((vector_size(32), aligned(8)));
+
+__attribute__((target("avx2"))) static size_t
+skip_words_avx2(const unsigned long *bm, size_t w, size_t nw, bool want_set)
+{
+	/* 16 words (128 bytes, two cache lines) per test */
+	for (; w + 16 <= nw; w += 16) {
+		const volatile bm_vec32 *v = (const volatile bm_vec32 *)(bm + w);
+		bm_vec32 t;
+
+		if (want_set) {
+			t = v[0] | v[1] | v[2] | v[3];
+			if (t[0] | t[1] | t[2] | t[3])
+				break;
+		} else {
+			t = v[0] & v[1] & v[2] & v[3];
+			if (~(t[0] & t[1] & t[2] & t[3]))
+				break;
+		}
+	}
+	return w;
+}
+#endif
+
+static size_t
+skip_words(const unsigned long *bm, size_t w, size_t nw, bool want_set)
+{
+#ifndef MEMFAULT_TSAN
+#if defined(__x86_64__)
+	static int avx2 = -1;
+
+	if (avx2 < 0)
+		avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+	if (avx2)
+		return skip_words_avx2(bm, w, nw, want_set);
+#endif
+	/* 8 words (one cache line) per test */
+	for (; w + 8 <= nw; w += 8) {
+		const volatile bm_vec16 *v = (const volatile bm_vec16 *)(bm + w);
+		bm_vec16 t;
+
+		if (want_set) {
+			t = v[0] | v[1] | v[2] | v[3];
+			if (t[0] | t[1])
+				break;
+		} else {
+			t = v[0] & v[1] & v[2] & v[3];
+			if (~(t[0] & t[1]))
+				break;
+		}
+	}
+#else
+	(void)bm;
+	(void)nw;
+	(void)want_set;
+#endif
+	return w;
+}
+
 static int
 find_bit(const struct memfault_region *r, uint64_t from, bool want_set,
 	 uint64_t *ret_page)
@@ -790,6 +860,7 @@ find_bit(const struct memfault_region *r, uint64_t from, bool want_set,
 	while (!v) {
 		if (++w >= r->nwords)
 			return -ENOENT;
+		w = skip_words(r->missing, w, r->nwords, want_set);
 		/* four words per test while none has a hit: the scan is
 		 * bound by loads, not by the tests */
 		while (w + 4 <= r->nwords &&
