@@ -6,29 +6,32 @@
  *   lib  memfault_uffd_* with MEMFAULT_UFFD_SERVICE_THREAD: a region bitmap
  *        with every page missing, claim, page_in(), install, publish
  *   raw  one service thread: poll() + read() (up to 16 messages, as the
- *        library) + fill a bounce page + UFFDIO_COPY; no bitmap
+ *        library) + fill a bounce page + UFFDIO_COPY (or fill the alias +
+ *        UFFDIO_CONTINUE in MINOR mode); no bitmap
  *
- * Memory kinds (4 KiB host pages):
- *   anon        anonymous private memory: lib MISSING mode (UFFDIO_COPY),
- *               raw UFFDIO_COPY
- *   memfd       a memfd mapped twice: lib MINOR mode (page_in() writes the
- *               alias, UFFDIO_CONTINUE), raw MISSING mode + UFFDIO_COPY
- *   memfd-copy  a memfd: lib MISSING mode (UFFDIO_COPY), raw the same; the
- *               like-for-like comparison on shmem
+ * Memory kinds (4 KiB host pages); both sides take the same kernel path:
+ *   anon         anonymous private memory: MISSING mode, UFFDIO_COPY
+ *   memfd-minor  a memfd mapped twice: MINOR (and MISSING, for its holes)
+ *                mode, the page written through the alias, UFFDIO_CONTINUE
+ *   memfd-copy   a memfd: MISSING mode, UFFDIO_COPY
  *
  * 1, 2, 4 and 8 threads each read the first byte of every page of their own
  * slice of the region, timing each access (p50/p99 over every fault of
  * every repetition). Both sides fill each page with the same pattern, and
- * every page is checked afterwards. The rate of a configuration is the
- * median over the repetitions of pages / wall time. lib_service_p50/p99
- * are the library's own histogram (reading a fault to installing it) of
- * the last repetition.
+ * every page is checked afterwards. The repetitions come in pairs, one run
+ * of each side, in alternating order (lib, raw, raw, lib, lib, ...), so a
+ * drift of the machine's load hits both sides alike; "ratio" is the median
+ * of the per-pair ratios lib/raw of faults/s, with its distribution-free 95%
+ * confidence interval and the quartiles of the pair ratios (the spread).
+ * The rates are the medians over the repetitions of pages / wall time.
+ * lib_service_p50/p99 are the library's own histogram (reading a fault to
+ * installing it) of the last repetition.
  *
  * Prints one JSON object per line on stdout and a table on stderr. Links
  * the KVM simulator only for the VM object libmemfault hangs its handlers
  * on: no KVM is involved in any fault.
  *
- *   uffd-bench [--pages N] [--reps R]     (defaults 16384, 5)
+ *   uffd-bench [--pages N] [--reps R]     (defaults 4096, 21 pairs)
  *
  * Exits 77 when userfaultfd is not usable (not permitted, qemu-user).
  */
@@ -57,14 +60,15 @@
 #define MSG_BATCH 16
 
 enum mem_kind { MEM_ANON, MEM_MEMFD, MEM_MEMFD_COPY, NR_MEM };
-static const char *const mem_names[NR_MEM] = { "anon", "memfd", "memfd-copy" };
-static const char *const lib_modes[NR_MEM] = { "missing+copy",
-					       "minor+continue",
-					       "missing+copy" };
+static const char *const mem_names[NR_MEM] = { "anon", "memfd-minor",
+					       "memfd-copy" };
+/* the kernel path, the same on both sides */
+static const char *const modes[NR_MEM] = { "missing+copy", "minor+continue",
+					   "missing+copy" };
 
 static size_t ps;
-static size_t npages = 16384;
-static int reps = 5;
+static size_t npages = 4096;
+static int reps = 21;
 
 static uint64_t
 now_ns(void)
@@ -206,7 +210,7 @@ check_all(const char *base)
 struct raw {
 	int uffd, stop;
 	const char *base;
-	char *bounce;
+	char *bounce, *alias; /* alias: MINOR mode */
 	pthread_t t;
 };
 
@@ -239,6 +243,23 @@ raw_service(void *arg)
 
 			if (msg[i].event != UFFD_EVENT_PAGEFAULT)
 				continue;
+			if (r->alias) {
+				/* MINOR: the page cache through the alias,
+				 * then map it */
+				struct uffdio_continue cc = {
+					.range = { addr, ps },
+				};
+				uint64_t off = addr - (uintptr_t)r->base;
+
+				fill_page(r->alias + off, off / ps);
+				if (ioctl(r->uffd, UFFDIO_CONTINUE, &cc) &&
+				    errno == EEXIST) {
+					struct uffdio_range w = { addr, ps };
+
+					ioctl(r->uffd, UFFDIO_WAKE, &w);
+				}
+				continue;
+			}
 			fill_page(r->bounce, (addr - (uintptr_t)r->base) / ps);
 			if (ioctl(r->uffd, UFFDIO_COPY, &c) && errno == EEXIST) {
 				struct uffdio_range w = { addr, ps };
@@ -259,23 +280,31 @@ raw_run(enum mem_kind kind, int nthreads, uint64_t *lat, uint64_t *ret_ns)
 	uint64_t one = 1;
 	int err;
 
-	if (mem_open(&m, kind, 0))
+	if (mem_open(&m, kind, kind == MEM_MEMFD))
 		return -errno;
 	r.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	if (r.uffd < 0)
 		return -errno;
-	if (kind != MEM_ANON)
+	if (kind == MEM_MEMFD)
+		api.features = UFFD_FEATURE_MINOR_SHMEM |
+			       UFFD_FEATURE_MISSING_SHMEM;
+	else if (kind != MEM_ANON)
 		api.features = UFFD_FEATURE_MISSING_SHMEM;
 	if (ioctl(r.uffd, UFFDIO_API, &api))
 		return -errno;
 	memset(&reg, 0, sizeof(reg));
 	reg.range.start = (uintptr_t)m.map;
 	reg.range.len = m.size;
-	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	/* MINOR as the library registers it: holes of the memfd trap too
+	 * (MISSING) and are served the same way, through the alias */
+	reg.mode = kind == MEM_MEMFD ? UFFDIO_REGISTER_MODE_MINOR |
+					       UFFDIO_REGISTER_MODE_MISSING
+				     : UFFDIO_REGISTER_MODE_MISSING;
 	if (ioctl(r.uffd, UFFDIO_REGISTER, &reg))
 		return -errno;
 	r.stop = eventfd(0, EFD_CLOEXEC);
 	r.base = m.map;
+	r.alias = m.alias;
 	r.bounce = aligned_alloc(ps, ps);
 	pthread_create(&r.t, NULL, raw_service, &r);
 
@@ -397,8 +426,8 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (npages < MAX_THREADS || reps < 1 || reps > 99) {
-		fprintf(stderr, "--pages must be >= 8, --reps 1..99\n");
+	if (npages < MAX_THREADS || reps < 1 || reps > 199) {
+		fprintf(stderr, "--pages must be >= 8, --reps 1..199\n");
 		return 2;
 	}
 	ps = (size_t)sysconf(_SC_PAGESIZE);
@@ -418,7 +447,7 @@ main(int argc, char **argv)
 	}
 
 	fprintf(stderr,
-		"%-10s %3s %12s %12s %6s %9s %9s %9s %9s\n", "memory",
+		"%-11s %3s %12s %12s %6s %9s %9s %9s %9s\n", "memory",
 		"thr", "lib flt/s", "raw flt/s", "ratio", "lib p50", "lib p99",
 		"raw p50", "raw p99");
 	for (int k = 0; k < NR_MEM; k++) {
@@ -427,7 +456,8 @@ main(int argc, char **argv)
 			int n = threads[ti];
 			uint64_t *llat = malloc(npages * (size_t)reps * 8);
 			uint64_t *rlat = malloc(npages * (size_t)reps * 8);
-			double lrate[99], rrate[99], lmed, rmed;
+			double lrate[199], rrate[199], pair[199], lmed, rmed;
+			double pmed, plo, phi;
 			struct memfault_uffd_stats st;
 			uint64_t lns = 1, rns = 1;
 
@@ -436,11 +466,19 @@ main(int argc, char **argv)
 			for (int r = 0; r < reps; r++) {
 				int e1, e2;
 
-				/* alternate, so drift hits both sides */
-				e1 = lib_run(k, n, llat + (size_t)r * npages,
-					     &lns, &st);
-				e2 = raw_run(k, n, rlat + (size_t)r * npages,
-					     &rns);
+				/* A/B, then B/A: which side runs first
+				 * alternates, so drift hits both alike */
+				if (r % 2) {
+					e2 = raw_run(k, n, rlat + (size_t)r * npages,
+						     &rns);
+					e1 = lib_run(k, n, llat + (size_t)r * npages,
+						     &lns, &st);
+				} else {
+					e1 = lib_run(k, n, llat + (size_t)r * npages,
+						     &lns, &st);
+					e2 = raw_run(k, n, rlat + (size_t)r * npages,
+						     &rns);
+				}
 				if (e1 || e2) {
 					fprintf(stderr, "%s, %d threads: lib %d raw %d\n",
 						mem_names[k], n, e1, e2);
@@ -448,21 +486,30 @@ main(int argc, char **argv)
 				}
 				lrate[r] = (double)npages * 1e9 / (double)lns;
 				rrate[r] = (double)npages * 1e9 / (double)rns;
+				pair[r] = lrate[r] / rrate[r];
 			}
+			pmed = median(pair, reps);
+			median_ci(pair, reps, &plo, &phi);
 			lmed = median(lrate, reps);
 			rmed = median(rrate, reps);
 			qsort(llat, npages * (size_t)reps, 8, cmp_u64);
 			qsort(rlat, npages * (size_t)reps, 8, cmp_u64);
 			printf("{\"bench\":\"uffd\",\"memory\":\"%s\",\"threads\":%d,"
 			       "\"pages\":%zu,\"page_size\":%zu,\"reps\":%d,"
-			       "\"lib_mode\":\"%s\",\"raw_mode\":\"missing+copy\","
+			       "\"lib_mode\":\"%s\",\"raw_mode\":\"%s\","
+			       "\"order\":\"alternating pairs\","
 			       "\"lib_faults_per_s\":%.0f,\"raw_faults_per_s\":%.0f,"
-			       "\"ratio\":%.3f,"
+			       "\"ratio\":%.3f,\"ratio_ci95_lo\":%.3f,"
+			       "\"ratio_ci95_hi\":%.3f,\"ratio_p25\":%.3f,"
+			       "\"ratio_p75\":%.3f,\"ratio_min\":%.3f,"
+			       "\"ratio_max\":%.3f,"
 			       "\"lib_p50_us\":%.2f,\"lib_p99_us\":%.2f,"
 			       "\"raw_p50_us\":%.2f,\"raw_p99_us\":%.2f,"
 			       "\"lib_service_p50_us\":%.2f,\"lib_service_p99_us\":%.2f}\n",
-			       mem_names[k], n, npages, ps, reps, lib_modes[k],
-			       lmed, rmed, lmed / rmed,
+			       mem_names[k], n, npages, ps, reps, modes[k],
+			       modes[k], lmed, rmed, pmed, plo, phi,
+			       pair[reps / 4], pair[(3 * reps) / 4], pair[0],
+			       pair[reps - 1],
 			       pct(llat, npages * (size_t)reps, 50) / 1e3,
 			       pct(llat, npages * (size_t)reps, 99) / 1e3,
 			       pct(rlat, npages * (size_t)reps, 50) / 1e3,
@@ -470,8 +517,8 @@ main(int argc, char **argv)
 			       st.latency_p50_ns / 1e3, st.latency_p99_ns / 1e3);
 			fflush(stdout);
 			fprintf(stderr,
-				"%-10s %3d %12.0f %12.0f %6.3f %7.1fus %7.1fus %7.1fus %7.1fus\n",
-				mem_names[k], n, lmed, rmed, lmed / rmed,
+				"%-11s %3d %12.0f %12.0f %6.3f %7.1fus %7.1fus %7.1fus %7.1fus\n",
+				mem_names[k], n, lmed, rmed, pmed,
 				pct(llat, npages * (size_t)reps, 50) / 1e3,
 				pct(llat, npages * (size_t)reps, 99) / 1e3,
 				pct(rlat, npages * (size_t)reps, 50) / 1e3,
