@@ -46,7 +46,8 @@
  * comparison. Exit status 0 only if the guest reset and every check passed.
  * MEMFAULT_LINUX_VMM_MUTANT (test only) breaks one step on purpose:
  * "dup" requests one page twice, "byte" makes the source corrupt a byte,
- * "extra" requests a page nobody touched.
+ * "extra" requests a page nobody touched, "stale" restores a snapshot
+ * from the boot image instead of the guest's pages.
  *
  * arm64 is not done: its boot protocol (Image header, a device tree) and
  * devices (GIC, PL011) would be a second VMM of their own.
@@ -1167,7 +1168,10 @@ snapshot_image(struct vmm *v, const char *kernel, const char *initrd,
 
 	if (r)
 		return r;
+	/* mutant "stale": restore the boot image, not the guest's pages */
 	for (uint64_t p = 0; p < v->npages; p++) {
+		if (v->mutant && !strcmp(v->mutant, "stale"))
+			break;
 		if (memfault_region_is_missing(v->region, p) == 0) {
 			memcpy(v->image + p * PAGE, v->ram + p * PAGE, PAGE);
 			present++;

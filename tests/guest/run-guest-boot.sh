@@ -33,7 +33,7 @@
 #   MEMFAULT_GUEST_WORK   scratch directory [${TMPDIR:-/tmp}/memfault-guest]
 #   MEMFAULT_GUEST_DIR    if set, write DIR/meson-logs/testlog.json (one
 #                         result per run, meson's format)
-#   MEMFAULT_GUEST_TIMEOUT  seconds for the QEMU run [170]
+#   MEMFAULT_GUEST_TIMEOUT  seconds for the QEMU run [165]
 #   MEMFAULT_GUEST_L1_SMP  QEMU -smp for L1 [1]
 #   MEMFAULT_GUEST_RUNS   the guest runs, MODE:VCPUS with MODE lazy, eager
 #                         or snap [lazy:1 lazy:2 snap:1]
@@ -44,7 +44,7 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 MODE=${1:-test}
 NBENCH=${2:-3}
 WORK=${MEMFAULT_GUEST_WORK:-${TMPDIR:-/tmp}/memfault-guest}
-TIMEOUT=${MEMFAULT_GUEST_TIMEOUT:-170}
+TIMEOUT=${MEMFAULT_GUEST_TIMEOUT:-165}
 T_START=$(date +%s.%N)
 
 log() { printf '[run-guest-boot %s] %s\n' "$(date +%T)" "$*" >&2; }
