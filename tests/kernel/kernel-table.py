@@ -230,6 +230,10 @@ def main():
         lines.append('')
         lines.append('| scenario | ' + ' | '.join(c.name for c in ac) + ' |')
         lines.append('|---' * (len(ac) + 1) + '|')
+        lines.append('| *scenarios run / skipped for a need* | ' + ' | '.join(
+            '%d / %d' % (len(c.steps), len([k for k in c.skip
+                                            if k not in c.steps]))
+            for c in ac) + ' |')
         for s in scens:
             lines.append('| `%s` | ' % s + ' | '.join(c.cell(s) for c in ac) + ' |')
         lines.append('')
