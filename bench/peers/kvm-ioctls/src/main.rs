@@ -11,6 +11,14 @@
 //!
 //!   kvm-ioctls-bench scenario NAME
 //!   kvm-ioctls-bench bench mmio|fault raw|lib N
+//!   kvm-ioctls-bench real io raw|lib N      the host's /dev/kvm, no
+//!                                           simulator (x86-64): N runs of
+//!                                           the `out` guest, for callgrind
+//!   kvm-ioctls-bench real-time BLOCK TRIALS wall clock on /dev/kvm: TRIALS
+//!                                           pairs of BLOCK runs of each loop,
+//!                                           order alternating, as
+//!                                           `kvm-run-bench time` does for
+//!                                           libmemfault
 //!
 //! "lib" is `VcpuFd::run()`; "raw" is `libc::ioctl(KVM_RUN)` on the same fd
 //! plus the check every VMM makes, as in the C program.
@@ -438,16 +446,203 @@ fn run_bench(sim: &Sim, kind: &str, loop_: &str, n: u64) -> i32 {
     }
 }
 
+/// The host's /dev/kvm, as bench/kvm-run-bench.c's "io" guest: 16-bit real
+/// mode, CS = DS = 0, `mov $0x3f8, %dx; 1: out %al, %dx; jmp 1b` at 0x1000,
+/// so every KVM_RUN returns with the same KVM_EXIT_IO.
+#[cfg(target_arch = "x86_64")]
+fn real_vm() -> Vm {
+    let v = vm_create();
+    let size = 0x10000usize;
+    // SAFETY: an anonymous private mapping; nothing else uses the range.
+    let mem = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if mem == libc::MAP_FAILED {
+        fatal("mmap");
+    }
+    let code: [u8; 6] = [0xba, 0xf8, 0x03, 0xee, 0xeb, 0xfd];
+    // SAFETY: 0x1000 + 6 bytes lie inside the 64 KiB mapping.
+    unsafe {
+        std::ptr::copy_nonoverlapping(code.as_ptr(), (mem as *mut u8).add(0x1000), code.len());
+    }
+    let r = kvm_bindings::kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: size as u64,
+        userspace_addr: mem as u64,
+    };
+    // SAFETY: the mapping lives as long as the process (never unmapped).
+    unsafe { v.vm.set_user_memory_region(r) }
+        .unwrap_or_else(|e| fatal(&format!("set_user_memory_region: errno {}", e.errno())));
+    let mut sr = v
+        .vcpu
+        .get_sregs()
+        .unwrap_or_else(|e| fatal(&format!("get_sregs: errno {}", e.errno())));
+    for seg in [&mut sr.cs, &mut sr.ds, &mut sr.es, &mut sr.ss] {
+        seg.base = 0;
+        seg.selector = 0;
+    }
+    v.vcpu
+        .set_sregs(&sr)
+        .unwrap_or_else(|e| fatal(&format!("set_sregs: errno {}", e.errno())));
+    let regs = kvm_bindings::kvm_regs {
+        rip: 0x1000,
+        rflags: 2,
+        rsp: 0x8000,
+        ..Default::default()
+    };
+    v.vcpu
+        .set_regs(&regs)
+        .unwrap_or_else(|e| fatal(&format!("set_regs: errno {}", e.errno())));
+    v
+}
+
+/// The IO-exit loops on the host's /dev/kvm; the raw one makes the check of
+/// the C program's raw loop (bench/kvm-run-bench.c).
+#[inline(never)]
+fn bench_loop_io(vcpu: &mut VcpuFd, run: *const kvm_run, lib: bool, n: u64) -> u64 {
+    let mut good = 0u64;
+    let fd = vcpu.as_raw_fd();
+    if lib {
+        for _ in 0..n {
+            if let Ok(VcpuExit::IoOut(..)) = vcpu.run() {
+                good += 1;
+            }
+        }
+    } else {
+        for _ in 0..n {
+            // SAFETY: KVM_RUN on a vCPU fd; run is its kvm_run mapping.
+            let r = unsafe { libc::ioctl(fd, KVM_RUN, 0) };
+            if r == 0
+                && unsafe { std::ptr::read_volatile(&(*run).exit_reason) } != KVM_EXIT_MEMORY_FAULT
+            {
+                good += 1;
+            }
+        }
+    }
+    good
+}
+
+#[cfg(target_arch = "x86_64")]
+fn run_real(loop_: &str, n: u64) -> i32 {
+    let lib = loop_ == "lib";
+    if (!lib && loop_ != "raw") || n < 1 {
+        return 2;
+    }
+    let mut v = real_vm();
+    let _ = v.vcpu.run();
+    let run: *const kvm_run = v.vcpu.get_kvm_run();
+    let good = bench_loop_io(&mut v.vcpu, run, lib, n);
+    println!(
+        "{{\"side\":\"kvm-ioctls\",\"backend\":\"/dev/kvm\",\"loop\":\"{}\",\"exit\":\"io\",\"runs\":{},\"good\":{}}}",
+        loop_, n, good
+    );
+    if good == n {
+        0
+    } else {
+        1
+    }
+}
+
+fn ns() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as f64 * 1e9 + t.tv_nsec as f64
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn run_real_time(block: u64, trials: usize) -> i32 {
+    if block < 1 || trials < 1 {
+        return 2;
+    }
+    let mut v = real_vm();
+    let _ = v.vcpu.run();
+    let run: *const kvm_run = v.vcpu.get_kvm_run();
+    let (mut raw, mut lib, mut pair) = (Vec::new(), Vec::new(), Vec::new());
+    for t in 0..trials {
+        let mut one = |is_lib: bool| {
+            let t0 = ns();
+            let good = bench_loop_io(&mut v.vcpu, run, is_lib, block);
+            if good != block {
+                fatal("an exit that was not KVM_EXIT_IO");
+            }
+            (ns() - t0) / block as f64
+        };
+        let (r, l) = if t % 2 == 1 {
+            let l = one(true);
+            (one(false), l)
+        } else {
+            let r = one(false);
+            (r, one(true))
+        };
+        raw.push(r);
+        lib.push(l);
+        pair.push(l / r);
+    }
+    let pm = median(&mut pair);
+    println!(
+        "{{\"side\":\"kvm-ioctls\",\"backend\":\"/dev/kvm\",\"exit\":\"io\",\"block\":{},\"trials\":{},\"raw_ns_per_exit\":{:.1},\"lib_ns_per_exit\":{:.1},\"ratio\":{:.4},\"ratio_p25\":{:.4},\"ratio_p75\":{:.4}}}",
+        block,
+        trials,
+        median(&mut raw),
+        median(&mut lib),
+        pm,
+        pair[trials / 4],
+        pair[(3 * trials) / 4]
+    );
+    0
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn run_real(_: &str, _: u64) -> i32 {
+    println!("{{\"skip\":\"the real /dev/kvm guest is x86-64 only\"}}");
+    77
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn run_real_time(_: u64, _: usize) -> i32 {
+    run_real("", 0)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let sim = Sim::new();
     let rc = match args.len() {
-        3 if args[1] == "scenario" => run_scenario(&sim, &args[2]),
+        3 if args[1] == "scenario" => run_scenario(&Sim::new(), &args[2]),
         5 if args[1] == "bench" => {
-            run_bench(&sim, &args[2], &args[3], args[4].parse().unwrap_or(0))
+            run_bench(&Sim::new(), &args[2], &args[3], args[4].parse().unwrap_or(0))
+        }
+        5 if args[1] == "real" && args[2] == "io" => {
+            run_real(&args[3], args[4].parse().unwrap_or(0))
+        }
+        4 if args[1] == "real-time" => {
+            run_real_time(args[2].parse().unwrap_or(0), args[3].parse().unwrap_or(0))
         }
         _ => {
-            eprintln!("usage: kvm-ioctls-bench scenario NAME | bench mmio|fault raw|lib N");
+            eprintln!(
+                "usage: kvm-ioctls-bench scenario NAME | bench mmio|fault raw|lib N | real io raw|lib N | real-time BLOCK TRIALS"
+            );
             2
         }
     };
