@@ -711,6 +711,7 @@ for b in "${boots[@]}"; do
 	*) desc=${DEB_DESC[$b]} ;;
 	esac
 	printf '%s %s %s %s\n' "$ARCH" "$b" "${kver:-?}" "$desc" >> "$WORK/kernels.txt"
+	printf '  kernel: %s\n' "$desc"
 	# guest time per executable (the last field of its result line)
 	awk '/^KSUITE: result / { n = $3; sub(/^test-kernel-/, "", n); t = t " " n "=" $NF }
 		END { if (t != "") print "  guest time per executable:" t }' "$log_f"
