@@ -3,7 +3,7 @@
  * LD_PRELOAD shim for check-probe-strings.py: uname() reports a kernel
  * release holding bytes that are not UTF-8 (a lone continuation byte, a
  * truncated sequence, 0xff), a well-formed two-byte character, a quote and
- * a control character, as a custom kernel's EXTRAVERSION could. Everything
+ * a control character, as a custom kernel version string could. Everything
  * else is the real uname().
  */
 #define _GNU_SOURCE
