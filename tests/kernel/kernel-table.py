@@ -27,7 +27,6 @@ A WORK_DIR without kernels.txt is left out, with a note on stderr. Exit
 status 0; 1 when there is no result at all.
 """
 import argparse
-import glob
 import os
 import re
 import subprocess
