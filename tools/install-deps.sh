@@ -30,6 +30,7 @@ packages=(
 	libtsan2-arm64-cross # tests/kernel test-bitmap-tsan (arm64 guest)
 	# bindings (Rust: bindgen; Python: pytest, hypothesis), benchmarks
 	bindgen python3-pytest python3-hypothesis strace
+	python3-matplotlib # bench/run-all.sh's thread-scaling plot
 	# man page checks
 	groff-base man-db
 )
