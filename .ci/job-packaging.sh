@@ -13,14 +13,23 @@
 #   deb-build      dpkg-buildpackage -us -uc -b (tests: debian/rules),
 #                  DPKG_GENSYMBOLS_CHECK_LEVEL=4
 #   deb-contents   the expected packages, each with its key files
-#   lintian        lintian --pedantic -I -E: no error or warning, no unused
-#                  override, every override with a comment
+#   metadata       no placeholder URL (example.invalid, example.com/.org)
+#                  in debian/ or in the built packages' control fields
+#   lintian        lintian --pedantic -I -E on the binary packages and on the
+#                  source package (dpkg-source -b: the .dsc): no error or
+#                  warning, no unused override, every override with a comment
 #   abi            abi/check-abi.sh: the packaged library (+ -dbgsym, -dev
 #                  headers) against abi/libmemfault.abi
 #   deb-install    apt-get install of the built .debs
 #   consumer       tests/abi/consumer/consumer.c and .cpp built with
 #                  `pkg-config --cflags --libs libmemfault` against the
 #                  installed packages, run against the installed library
+#   examples       the examples shipped in libmemfault-doc built against the
+#                  installed library (pkg-config), minimal-vmm run on the
+#                  KVM simulator of the package build
+#   python3        python3-memfault imports with /usr/bin/python3, from
+#                  dist-packages, loads the installed libmemfault.so.0, and
+#                  reports the package's version
 #   probe-json     memfault-probe --json (installed) prints valid JSON
 #   man            man -w finds memfault-probe(1) and memfault_vcpu_run(3)
 #   deb-remove     apt-get purge of the packages again
@@ -46,7 +55,7 @@ export DEBIAN_FRONTEND=noninteractive
 export DPKG_GENSYMBOLS_CHECK_LEVEL=4
 apt_opts=(-o DPkg::Lock::Timeout=600 -q)
 native_arch=$(dpkg --print-architecture)
-packages=(libmemfault0 libmemfault-dev libmemfault-doc memfault-tools)
+packages=(libmemfault0 libmemfault-dev libmemfault-doc memfault-tools python3-memfault)
 arch_packages=(libmemfault0 libmemfault-dev memfault-tools)
 
 passed=0 failed=0
@@ -238,11 +247,18 @@ has() {
 }
 ma=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 has libmemfault0 "$native_arch" "usr/lib/$ma/libmemfault\.so\.0" "usr/lib/$ma/libmemfault\.so\.$upstream"
+# section-3 pages go with the headers (Debian policy 12.1: in -dev)
 has libmemfault-dev "$native_arch" "usr/include/memfault/memfault\.h" \
 	"usr/include/memfault/memfault-version\.h" "usr/lib/$ma/libmemfault\.so" \
-	"usr/lib/$ma/pkgconfig/libmemfault\.pc"
-has libmemfault-doc all "usr/share/doc/libmemfault-doc/html/index\.html" \
+	"usr/lib/$ma/pkgconfig/libmemfault\.pc" \
 	"usr/share/man/man3/memfault\.3\.gz" "usr/share/man/man3/memfault_vcpu_run\.3\.gz"
+has libmemfault-doc all "usr/share/doc/libmemfault-doc/html/index\.html" \
+	"usr/share/doc/libmemfault-doc/examples/minimal-vmm\.c" \
+	"usr/share/doc/libmemfault-doc/examples/postcopy\.c" \
+	"usr/share/doc/libmemfault-doc/examples/conversion\.c"
+has python3-memfault all "usr/lib/python3/dist-packages/memfault/__init__\.py" \
+	"usr/lib/python3/dist-packages/memfault/_core\.py" \
+	"usr/lib/python3/dist-packages/memfault-$upstream\.dist-info/METADATA"
 has memfault-tools "$native_arch" "usr/bin/memfault-probe" "usr/share/man/man1/memfault-probe\.1\.gz"
 has libmemfault0-dbgsym "$native_arch" "usr/lib/debug/\.build-id/.*\.debug"
 if [ -f "$(deb_of libmemfault-dev "$native_arch")" ]; then
@@ -253,6 +269,10 @@ if [ -f "$(deb_of libmemfault-dev "$native_arch")" ]; then
 	fi
 	if dpkg-deb -c "$(deb_of libmemfault-doc all)" | grep -q 'libmemfault-doc/doc/'; then
 		echo "  libmemfault-doc: repeated doc/ path segment"
+		contents_ok=0
+	fi
+	if dpkg-deb -c "$(deb_of libmemfault-doc all)" | grep -q 'share/man/'; then
+		echo "  libmemfault-doc: manual pages (they belong in libmemfault-dev)"
 		contents_ok=0
 	fi
 	dpkg-deb -I "$(deb_of libmemfault0 "$native_arch")" symbols >"$work/symbols.deb" 2>/dev/null
@@ -267,12 +287,40 @@ fi
 if [ "$contents_ok" = 1 ]; then pass deb-contents; else fail deb-contents; fi
 lap deb-contents
 
+# ---------------------------------------------------------------- metadata
+section "no placeholder metadata"
+# A field left out is better than a made-up address that looks real.
+placeholder='example\.invalid|https?://(www\.)?example\.(com|org|net)'
+meta_ok=1
+if grep -rnE "$placeholder" debian/ bindings/rust/*/Cargo.toml bindings/rust/Cargo.toml \
+	bindings/python/pyproject.toml; then
+	meta_ok=0
+fi
+for f in "$debs"/*.deb; do
+	[ -e "$f" ] || continue
+	if dpkg-deb -f "$f" | grep -E "$placeholder"; then
+		echo "  $(basename "$f"): placeholder in the control fields"
+		meta_ok=0
+	fi
+done
+if [ "$meta_ok" = 1 ]; then pass metadata; else fail metadata; fi
+lap metadata
+
 # ---------------------------------------------------------------- lintian
-section "lintian --pedantic -I -E"
+section "lintian --pedantic -I -E (binary and source packages)"
 changes=$debs/libmemfault_${version}_$native_arch.changes
-if [ -f "$changes" ]; then
+# The source package as dpkg-source builds it from a clean copy of the
+# tree (3.0 (native): one tarball and the .dsc), not from the one the
+# binary build has filled.
+srcpkg=$work/source
+copy_tree "$srcpkg/libmemfault-$upstream"
+dsc=$srcpkg/libmemfault_${version}.dsc
+if ! (cd "$srcpkg" && dpkg-source -b "libmemfault-$upstream") >"$work/source.log" 2>&1; then
+	cat "$work/source.log"
+fi
+if [ -f "$changes" ] && [ -f "$dsc" ]; then
 	# shellcheck disable=SC2054 # --fail-on takes a comma-separated list
-	lintian_cmd=(lintian --pedantic -I -E --show-overrides --fail-on error,warning "$changes")
+	lintian_cmd=(lintian --pedantic -I -E --show-overrides --fail-on error,warning "$changes" "$dsc")
 	# lintian warns when run as root: run it as nobody when possible.
 	if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
 		chmod -R a+rX "$work"
@@ -280,7 +328,8 @@ if [ -f "$changes" ]; then
 	fi
 	lrc=0
 	"${lintian_cmd[@]}" >"$work/lintian.txt" 2>&1 || lrc=$?
-	grep -v '^N: ' "$work/lintian.txt" | sed 's/^/  /'
+	# (not the hundred overridden lines of the fuzz corpora)
+	grep -v -e '^N: ' -e '^O: .*\[tests/fuzz/corpus/' "$work/lintian.txt" | sed 's/^/  /'
 	count() { grep -c "^$1: " "$work/lintian.txt"; }
 	echo "lintian: exit $lrc; E $(count E), W $(count W), I $(count I), P $(count P), X $(count X), overridden $(count O)"
 	lint_ok=1
@@ -298,7 +347,7 @@ if [ -f "$changes" ]; then
 	done
 	if [ "$lint_ok" = 1 ]; then pass lintian; else fail lintian; fi
 else
-	fail lintian "no $changes"
+	fail lintian "no $changes or no $dsc"
 fi
 lap lintian
 
@@ -342,7 +391,7 @@ install_ok=0
 files=()
 for p in "${packages[@]}"; do
 	a=$native_arch
-	[ "$p" != libmemfault-doc ] || a=all
+	case $p in libmemfault-doc | python3-*) a=all ;; esac
 	files+=("$(deb_of "$p" "$a")")
 done
 if apt-get "${apt_opts[@]}" install -y --no-install-recommends "${files[@]}" >"$work/install.log" 2>&1; then
@@ -388,6 +437,54 @@ if [ "$install_ok" = 1 ]; then
 		cons_ok=0
 	fi
 	if [ "$cons_ok" = 1 ]; then pass consumer; else fail consumer; fi
+
+	# the examples as a user gets them, against the installed library; the
+	# project's copy of the kernel uapi (lib/uapi), since the build host's
+	# linux-libc-dev may predate guest_memfd (bookworm: 6.1)
+	ex_ok=1
+	exdir=/usr/share/doc/libmemfault-doc/examples
+	mkdir -p "$c/examples"
+	for ex in minimal-vmm postcopy conversion; do
+		f=$exdir/$ex.c
+		[ -f "$f" ] || f=$f.gz
+		[ -f "$f" ] || { echo "  no $exdir/$ex.c"; ex_ok=0; continue; }
+		case $f in *.gz) gzip -dc "$f" >"$c/examples/$ex.c" ;; *) cp "$f" "$c/examples/$ex.c" ;; esac
+		cc -std=gnu11 -Wall -Werror -I "$root/lib/uapi" "$c/examples/$ex.c" -o "$c/examples/$ex" \
+			"${pc[@]}" -ldl -pthread || { echo "  $ex does not build"; ex_ok=0; }
+	done
+	sim=$(find "$src"/obj-* -name libkvmsim.so -path '*tests/sim*' 2>/dev/null | head -n 1)
+	if [ -x "$c/examples/minimal-vmm" ] && [ -n "$sim" ]; then
+		for arch in x86_64 arm64; do
+			if env -u LD_LIBRARY_PATH LD_PRELOAD="$sim" KVMSIM_LEVEL=7.2 \
+				"$c/examples/minimal-vmm" --arch "$arch" >"$c/examples/run-$arch.log" 2>&1; then
+				echo "  minimal-vmm --arch $arch (installed library, simulator): exit 0"
+			else
+				tail -n 5 "$c/examples/run-$arch.log"
+				echo "  minimal-vmm --arch $arch failed"
+				ex_ok=0
+			fi
+		done
+	elif [ -x "$c/examples/minimal-vmm" ]; then
+		echo "  minimal-vmm not run: no simulator in the build tree (nocheck build?)"
+	fi
+	if [ "$ex_ok" = 1 ]; then pass examples; else fail examples; fi
+
+	# python3-memfault: the module Debian's python3 imports, and the library
+	# it loads (no LIBMEMFAULT_PATH: found by soname)
+	if env -u LIBMEMFAULT_PATH -u PYTHONPATH -u LD_LIBRARY_PATH /usr/bin/python3 - "$upstream" <<'EOF'; then
+import importlib.metadata, sys
+import memfault
+upstream = sys.argv[1]
+assert memfault.__file__.startswith('/usr/lib/python3/dist-packages/memfault/'), memfault.__file__
+assert memfault.__version__ == upstream, memfault.__version__
+assert importlib.metadata.version('memfault') == upstream
+assert memfault.version() == tuple(int(x) for x in upstream.split('.')[:2])
+print(f'  python3-memfault {memfault.__version__}: {memfault.__file__}, library {memfault.library_path()}')
+EOF
+		pass python3
+	else
+		fail python3
+	fi
 
 	# memfault-probe --json: 0 usable, 1 no KVM, 3 no VM all print a report
 	prc=0
