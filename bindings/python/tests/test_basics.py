@@ -40,6 +40,11 @@ def test_exits_and_io_directions_are_enums():
     run.exit_reason = 1234  # not one this module names: the raw number
     ex = memfault.classify_exit(run, 0, 0)
     assert type(ex.reason) is int and ex.reason == 1234
+    # the access comes decoded with the exit
+    run.exit_reason = memfault.ExitReason.MMIO
+    ex = memfault.classify_exit(run, 0, 0)
+    assert ex == memfault.ExitVmm(memfault.ExitReason.MMIO) and ex.io is None
+    assert ex.mmio is not None and ex.mmio.is_write is False
     assert memfault.Io(1, 1, 0x3F8, 1, 4000).direction is memfault.IoDirection.OUT
     assert memfault.Io(0, 1, 0x3F8, 1, 4000).direction is memfault.IoDirection.IN
     assert memfault.Io.IN is memfault.IoDirection.IN

@@ -49,8 +49,9 @@ def test_x86_port_io_and_hlt(sim):
             ex = vcpu.run()
             if ex == ExitVmm(ExitReason.IO):
                 run = vcpu.kvm_run
-                io = run.io
-                if io.direction == memfault.Io.OUT:
+                io = ex.io  # decoded with the exit
+                assert io == run.io
+                if io.direction is memfault.IoDirection.OUT:
                     outs.append((io.port, run.io_data))
                 else:
                     assert (io.port, io.size, io.count) == (0xE1, 1, 1)

@@ -17,9 +17,8 @@ x86-64 and arm64::
             while True:
                 ex = vcpu.run_dispatch()
                 if ex == memfault.ExitVmm(memfault.ExitReason.MMIO):
-                    run = vcpu.kvm_run
-                    if not run.mmio.is_write:
-                        run.set_mmio_data(b"\\x5a")
+                    if not ex.mmio.is_write:       # decoded with the exit
+                        vcpu.kvm_run.set_mmio_data(b"\\x5a")
                 elif isinstance(ex, memfault.ExitVmm):
                     break
 

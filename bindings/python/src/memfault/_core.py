@@ -10,7 +10,7 @@ import os
 import threading
 import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from . import _ffi
@@ -163,6 +163,11 @@ class ExitVmm:
     """
 
     reason: Union[ExitReason, int]
+    #: the port access of an IO exit, decoded when the exit came back (not
+    #: compared: ``ExitVmm(ExitReason.IO)`` matches any IO exit)
+    io: Optional["Io"] = field(default=None, compare=False)
+    #: the MMIO access of an MMIO exit, decoded likewise
+    mmio: Optional["Mmio"] = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         try:
@@ -470,9 +475,10 @@ class KvmRunBuffer(KvmRun):
         super().__init__(ctypes.addressof(buf), ctypes.sizeof(buf), buf)
 
 
-def _decode(r: int, run: Callable[[], int], fault: Callable[[], Fault]) -> Exit:
+def _decode(r: int, run: Callable[[], "KvmRun"], fault: Callable[[], Fault]) -> Exit:
     if r == _ffi.MEMFAULT_RUN_EXIT:
-        return ExitVmm(run())
+        kr = run()
+        return ExitVmm(kr.exit_reason, io=kr.io, mmio=kr.mmio)
     if r == _ffi.MEMFAULT_RUN_MEMORY_FAULT:
         return ExitMemoryFault(fault())
     if r == _ffi.MEMFAULT_RUN_INTERRUPTED:
@@ -495,7 +501,7 @@ def classify_exit(run: KvmRun, ioctl_ret: int, err: int) -> Exit:
     f = _ffi.Fault()
     r = _check(lib.memfault_exit_classify(run.address, ioctl_ret, err, ctypes.byref(f),
                                           ctypes.sizeof(f)), "memfault_exit_classify")
-    return _decode(r, lambda: run.exit_reason, lambda: Fault._from_c(f))
+    return _decode(r, lambda: run, lambda: Fault._from_c(f))
 
 
 # ---- handlers ----------------------------------------------------------------
@@ -918,7 +924,7 @@ class Vcpu:
 
     def _exit(self, r: int, function: str) -> Exit:
         _check(r, function)
-        return _decode(r, lambda: self.kvm_run.exit_reason, self.fault)
+        return _decode(r, lambda: self.kvm_run, self.fault)
 
     def run(self) -> Exit:
         """One KVM_RUN, classified (memfault_vcpu_run())."""
