@@ -14,6 +14,7 @@ usage: check-probe-strings.py PROBE LIBKVMSIM UNAME_SHIM
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -24,10 +25,17 @@ bad = []
 def run(args, preload=(), **env):
     e = dict(os.environ)
     e.pop('LD_PRELOAD', None)
+    e.pop('KVMSIM_SCRIPT', None)
     if preload:
         e['LD_PRELOAD'] = ':'.join(preload)
+        # an ASan build puts libasan after the preloaded libraries
+        asan = e.get('ASAN_OPTIONS', '')
+        e['ASAN_OPTIONS'] = (asan + ':' if asan else '') + 'verify_asan_link_order=0'
     e.update(env)
-    p = subprocess.run([probe] + args, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # a cross build runs the probe under meson's exe wrapper (qemu-user)
+    wrapper = shlex.split(os.environ.get('MESON_EXE_WRAPPER', ''))
+    p = subprocess.run(wrapper + [probe] + args, env=e, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60, check=False)
     return p.returncode, p.stdout
 
 
