@@ -9,6 +9,12 @@
 # compared. Prints one "DIFF ..." line per difference, naming the field,
 # and exits 1 if there is any.
 #
+# Lines "KSKIP <arch> <scenario> need=<name> <reason>" (kt_require()) say
+# a scenario was skipped for a missing need. The skips must agree too: a
+# scenario the kernel skipped that the model ran, or one the model skipped
+# that the kernel ran, is a DIFF (the model's level lacks or has a feature
+# the kernel does not).
+#
 # A scenario the simulator could not run says so in a line of step 0 with a
 # sim.skip=REASON field (the uffd scenarios where this process may not use
 # userfaultfd): the kernel's lines of it are not compared, and a "NOTE ..."
@@ -28,6 +34,16 @@ function fields(line, arr,    n, i, parts, eq) {
 }
 
 FNR == NR {
+	if ($1 == "KSKIP") {
+		sk = $2 " " $3
+		# (a separate test: awk may create simneed[sk] before the
+		# right-hand side is evaluated)
+		if (sk in simneed)
+			simneed[sk] = simneed[sk] ", " substr($4, 6)
+		else
+			simneed[sk] = substr($4, 6)
+		next
+	}
 	if ($1 == "KRES" && $4 == "0" && $5 ~ /^sim\.skip=/) {
 		simskip[$2 " " $3] = substr($5, 10)
 		next
@@ -36,6 +52,15 @@ FNR == NR {
 		sim[$2 " " $3 " " $4] = $0
 		simscen[$2 " " $3] = 1
 	}
+	next
+}
+
+$1 == "KSKIP" {
+	sk = $2 " " $3
+	if (sk in kneed)
+		kneed[sk] = kneed[sk] ", " substr($4, 6)
+	else
+		kneed[sk] = substr($4, 6)
 	next
 }
 
@@ -79,6 +104,16 @@ $1 == "KRES" {
 }
 
 END {
+	for (scen in kneed)
+		if (scen in simscen) {
+			printf "DIFF %s: the kernel skipped it (needs %s), the model ran it\n", scen, kneed[scen]
+			bad++
+		}
+	for (scen in simneed)
+		if ((scen in kscen) && !(scen in kneed)) {
+			printf "DIFF %s: the kernel ran it, the model skipped it (needs %s)\n", scen, simneed[scen]
+			bad++
+		}
 	for (key in sim) {
 		split(key, ks, " ")
 		if (((ks[1] " " ks[2]) in kscen) && !(key in seen)) {

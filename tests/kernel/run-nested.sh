@@ -824,10 +824,10 @@ diff_check() {
 	for lvl in "${lvls[@]}"; do
 		local sim_rc=0 nk ns
 		KT_SIM_LEVEL=$lvl CK_VERBOSITY=verbose "$sim_bin" > "$WORK/sim-$lvl.log" 2>&1 || sim_rc=$?
-		grep "^KRES $ARCH " "$WORK/sim-$lvl.log" > "$WORK/sim-$lvl.kres" || true
+		grep -E "^(KRES|KSKIP) $ARCH " "$WORK/sim-$lvl.log" > "$WORK/sim-$lvl.kres" || true
 		while read -r b l; do
 			[ "$l" = "$lvl" ] || continue
-			grep -h "^KRES $ARCH " "$WORK/$b.log" || true
+			grep -hE "^(KRES|KSKIP) $ARCH " "$WORK/$b.log" || true
 		done < "$WORK/diff-levels.txt" > "$WORK/kernel-$lvl.kres"
 		if [ "$sim_rc" != 0 ]; then
 			log "differential check: the simulator run at $lvl failed its own assertions ($WORK/sim-$lvl.log):"
