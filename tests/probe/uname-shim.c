@@ -6,7 +6,9 @@
  * a control character, as a custom kernel version string could. Everything
  * else is the real uname().
  */
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* RTLD_NEXT (meson defines it for the project) */
+#endif
 #include <dlfcn.h>
 #include <string.h>
 #include <sys/utsname.h>
