@@ -184,8 +184,13 @@ enum memfault_feature {
 	/** KVM_CAP_MEMORY_FAULT_INFO is advertised (x86 only, even on 7.2). */
 	MEMFAULT_FEATURE_MEMORY_FAULT_INFO = 1u << 1,
 	/**
-	 * The kernel can deliver KVM_EXIT_MEMORY_FAULT: advertised, or arm64
+	 * KVM_EXIT_MEMORY_FAULT exists in this kernel: advertised, or arm64
 	 * with guest_memfd, which emits the exit without advertising it.
+	 * Whether a VM ever sees one depends on its memory: the exit comes
+	 * from guest_memfd, private memory (memory attributes) or KVM
+	 * Userfault; a VM with none of them (x86 on 6.8 to 6.17 with a
+	 * default VM, or the PVM backend) is reported this flag on x86 but
+	 * never gets the exit.
 	 */
 	MEMFAULT_FEATURE_MEMORY_FAULT_EXITS = 1u << 2,
 	/** KVM_CAP_MEMORY_ATTRIBUTES is non-zero for this VM. */
@@ -254,9 +259,12 @@ struct memfault_features {
  * @param opts options, or NULL for the defaults.
  * @param[out] ret_vm the new VM object; written only on success.
  * @return 0 on success or a negative errno.
- * @retval -EINVAL @p ret_vm is NULL, @p opts is malformed, or the arch is unknown.
+ * @retval -EINVAL @p ret_vm is NULL, @p opts is malformed, the arch is
+ *         unknown, or @p vm_fd is a KVM fd that is not a VM: /dev/kvm
+ *         itself, or a vCPU fd (KVM answers EINVAL to the VM ioctl there).
  * @retval -EBADF @p vm_fd is not an open file descriptor.
- * @retval -ENOTTY @p vm_fd is not a KVM VM fd.
+ * @retval -ENOTTY @p vm_fd is not a KVM fd at all (a file, a pipe, an
+ *         eventfd: the ioctl is unknown to it).
  * @retval -ENOMEM out of memory.
  * @note Thread-safe; not async-signal-safe.
  * @since 0.1
@@ -528,8 +536,11 @@ enum memfault_run_result {
  * @retval MEMFAULT_RUN_INTERRUPTED a kick or a signal; a kick is consumed.
  * @retval MEMFAULT_RUN_RETRY KVM returned EAGAIN.
  * @retval -EFAULT KVM_RUN failed with EFAULT without a memory-fault exit:
- *         the kernel gave no address (for example a memslot whose memory is
- *         not mapped).
+ *         the kernel gave no address. Where the CPU executes the guest's
+ *         accesses (VMX, SVM, arm64), a memslot whose host memory cannot
+ *         be accessed (PROT_NONE) gives this; where KVM emulates them
+ *         (the PVM backend), the same access is an MMIO exit at the gpa
+ *         (#MEMFAULT_RUN_EXIT) instead.
  * @retval -EINVAL @p vcpu is NULL.
  * @retval -EPROTO KVM_RUN returned neither 0 nor -1, or -1 with an errno
  *         that is not one (0, or above 4095): a broken kernel or an
@@ -1209,6 +1220,9 @@ int memfault_vm_set_handlers(struct memfault_vm *vm,
  * @retval -ELOOP the same fault came back more than max_repeats times
  *         after it was resolved.
  * @retval -EINVAL @p vcpu is NULL.
+ * @retval -EPROTO a handler returned a value that is neither a verdict nor
+ *         a negative errno, or KVM_RUN's result was not a system call
+ *         result (as memfault_vcpu_run()).
  * @note A kick makes it return #MEMFAULT_RUN_INTERRUPTED at the next
  *       re-entry, while it waits for another thread's page-in, or between
  *       two pages of one fault; a handler running on this thread is not
