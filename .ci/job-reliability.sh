@@ -149,7 +149,10 @@ valgrind_job() {
 	#                      si_code for a fault of its own: "VALGRIND
 	#                      INTERNAL ERROR: received a signal 7 (SIGBUS)".
 	#                      The test's other cases run under valgrind, one
-	#                      check test case (CK_RUN_CASE) at a time.
+	#                      check test case (CK_RUN_CASE) at a time, fds
+	#                      listed but not failed: that test leaves its
+	#                      simulated fds to each forked test's exit (the
+	#                      fd rule is for the library's tests).
 	local tests=() cases=() rc=0
 	mapfile -t tests < <(meson test -C "$d" --no-rebuild --list --suite library \
 		2>/dev/null | sed -n 's|^[^ ]* / ||p' |
@@ -164,7 +167,8 @@ valgrind_job() {
 		true
 	rm -f "$d/valgrind-kvmsim.json"
 	for c in "${cases[@]}"; do
-		CK_RUN_CASE=$c meson test -C "$d" --no-rebuild --setup=valgrind \
+		CK_RUN_CASE=$c MEMFAULT_VALGRIND_FDS=0 \
+			meson test -C "$d" --no-rebuild --setup=valgrind \
 			--print-errorlogs kvmsim || rc=$?
 		cat "$d/meson-logs/testlog-valgrind.json" \
 			>>"$d/valgrind-kvmsim.json" || true
