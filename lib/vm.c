@@ -224,6 +224,16 @@ probe_features(struct memfault_vm *vm, const struct memfault_arch_info *ai,
 		if (ok)
 			f->flags |= MEMFAULT_FEATURE_KVM_USERFAULT;
 	}
+	/* KVM_EXIT_MEMORY_FAULT has exactly three sources: a guest_memfd
+	 * access that fails (kvm_gmem_get_pfn()), a private/shared mismatch
+	 * (needs memory attributes), a KVM Userfault page. A VM offering none
+	 * of them never sees one, whatever MEMORY_FAULT_INFO says (x86
+	 * advertises it on every VM, e.g. on PVM, which has neither
+	 * guest_memfd nor attributes). */
+	if (!(f->flags & (MEMFAULT_FEATURE_GUEST_MEMFD |
+			  MEMFAULT_FEATURE_MEMORY_ATTRIBUTES |
+			  MEMFAULT_FEATURE_KVM_USERFAULT)))
+		f->flags &= ~MEMFAULT_FEATURE_MEMORY_FAULT_EXITS;
 }
 
 MEMFAULT_EXPORT int

@@ -184,13 +184,14 @@ enum memfault_feature {
 	/** KVM_CAP_MEMORY_FAULT_INFO is advertised (x86 only, even on 7.2). */
 	MEMFAULT_FEATURE_MEMORY_FAULT_INFO = 1u << 1,
 	/**
-	 * KVM_EXIT_MEMORY_FAULT exists in this kernel: advertised, or arm64
-	 * with guest_memfd, which emits the exit without advertising it.
-	 * Whether a VM ever sees one depends on its memory: the exit comes
-	 * from guest_memfd, private memory (memory attributes) or KVM
-	 * Userfault; a VM with none of them (x86 on 6.8 to 6.17 with a
-	 * default VM, or the PVM backend) is reported this flag on x86 but
-	 * never gets the exit.
+	 * This VM can get KVM_EXIT_MEMORY_FAULT: the kernel has the exit
+	 * (advertised, or arm64 with guest_memfd, which emits it without
+	 * advertising it) and the VM has one of its sources: guest_memfd,
+	 * private memory (memory attributes) or KVM Userfault. A VM with none
+	 * of them (x86 from 6.8 to 6.17 with a default VM, or the PVM
+	 * backend, whose emulator turns an access to unmapped host memory
+	 * into an MMIO exit) does not get this flag, even where
+	 * #MEMFAULT_FEATURE_MEMORY_FAULT_INFO is advertised.
 	 */
 	MEMFAULT_FEATURE_MEMORY_FAULT_EXITS = 1u << 2,
 	/** KVM_CAP_MEMORY_ATTRIBUTES is non-zero for this VM. */

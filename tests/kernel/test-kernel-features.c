@@ -35,10 +35,15 @@ START_TEST(features)
 	ck_assert_uint_eq(f.page_size, kt_page_size());
 	for (int i = 0; i < 3; i++)
 		ck_assert_uint_eq(f.reserved[i], 0);
-	/* Everywhere: the capability implies the exits; arm64 never
-	 * advertises it; the value fields agree with their flags. */
-	if (f.flags & MEMFAULT_FEATURE_MEMORY_FAULT_INFO)
-		ck_assert(f.flags & MEMFAULT_FEATURE_MEMORY_FAULT_EXITS);
+	/* Everywhere: the exits need the capability (or arm64 guest_memfd)
+	 * and a source: guest_memfd, memory attributes or KVM Userfault;
+	 * arm64 never advertises the capability; the value fields agree
+	 * with their flags. */
+	ck_assert_int_eq(!!(f.flags & MEMFAULT_FEATURE_MEMORY_FAULT_EXITS),
+			 (KT_ARM64 || (f.flags & MEMFAULT_FEATURE_MEMORY_FAULT_INFO)) &&
+				 !!(f.flags & (MEMFAULT_FEATURE_GUEST_MEMFD |
+					       MEMFAULT_FEATURE_MEMORY_ATTRIBUTES |
+					       MEMFAULT_FEATURE_KVM_USERFAULT)));
 #if KT_ARM64
 	ck_assert(!(f.flags & MEMFAULT_FEATURE_MEMORY_FAULT_INFO));
 	/* ... and with guest_memfd the exits come all the same. */
