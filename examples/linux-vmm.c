@@ -989,6 +989,16 @@ watchdog(void *arg)
 			memfault_vcpu_kick(v->vcpu[c]);
 	}
 	fprintf(stderr, "linux-vmm: timeout after %u s\n", watchdog_seconds);
+	for (int c = 0; c < v->ncpus; c++) {
+		struct memfault_vcpu_stats st = { 0 };
+
+		memfault_vcpu_get_stats(v->vcpu[c], &st, sizeof(st));
+		fprintf(stderr,
+			"linux-vmm: vcpu%d at the timeout: %" PRIu64
+			" runs, %" PRIu64 " exits, %" PRIu64
+			" page-ins, %" PRIu64 " interrupted\n",
+			c, st.runs, st.exits, st.page_ins, st.interrupted);
+	}
 	stop_all(v);
 	return NULL;
 }

@@ -152,6 +152,8 @@ dmesg -n 3
 . /runs.env
 [ -n "$MEMFAULT_LINUX_VMM_MUTANT" ] || unset MEMFAULT_LINUX_VMM_MUTANT
 echo "L1: uname $(uname -r), $(ls -l /dev/kvm 2>&1)"
+# a heartbeat: tells a hung L1 from a hung VMM in the console
+while sleep 15; do echo "L1: alive at $(cut -d' ' -f1 /proc/uptime) s"; done &
 for r in $RUNS; do
 	mode=${r%:*} cpus=${r#*:}
 	echo "L1: run $mode $cpus"
