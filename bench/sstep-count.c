@@ -13,6 +13,11 @@
  * "syscall" as TRAP_BRKPT on the way out of the kernel, not TRAP_TRACE). The marks themselves cost the
  * same on both sides of a comparison, so they cancel in a difference.
  *
+ *   sstep-count --self-test   counts a window of a known length (12
+ *                             instructions, one of them a system call)
+ *                             in a child of its own; exit 0 when both
+ *                             counts are exact, 1 otherwise
+ *
  * Prints one JSON object on stdout:
  *   {"instructions":N,"syscalls":S,"exit":STATUS}
  * and passes the program's stdout through to stderr. x86-64 only (an int3
@@ -34,6 +39,21 @@
 #define TRAP_TRACE 2
 #endif
 
+#if defined(__x86_64__)
+/* The self-test's window: 10 nops, getpid() by hand (mov + syscall). */
+static void
+known_window(void)
+{
+	__asm__ volatile("int3\n\t"
+			 "nop\n\tnop\n\tnop\n\tnop\n\tnop\n\t"
+			 "nop\n\tnop\n\tnop\n\tnop\n\tnop\n\t"
+			 "mov $39, %%eax\n\t" /* __NR_getpid */
+			 "syscall\n\t"
+			 "int3"
+			 ::: "rax", "rcx", "r11", "memory");
+}
+#endif
+
 int
 main(int argc, char **argv)
 {
@@ -47,13 +67,25 @@ main(int argc, char **argv)
 	int counting = 0, done = 0, status;
 	pid_t pid;
 
+	int self_test;
+
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s PROGRAM ARGS...\n", argv[0]);
+		fprintf(stderr, "usage: %s PROGRAM ARGS... | --self-test\n",
+			argv[0]);
 		return 2;
 	}
+	self_test = !strcmp(argv[1], "--self-test");
 	pid = fork();
 	if (pid < 0)
 		return 1;
+	if (pid == 0 && self_test) {
+		if (ptrace(PTRACE_TRACEME, 0, NULL, NULL))
+			_exit(126);
+		/* the stop the tracer waits for first, as exec's */
+		raise(SIGSTOP);
+		known_window();
+		_exit(0);
+	}
 	if (pid == 0) {
 		/* the program's own output must not mix with ours */
 		dup2(2, 1);
@@ -105,6 +137,14 @@ main(int argc, char **argv)
 	       steps, syscalls, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 	if (!done) {
 		fprintf(stderr, "sstep-count: the program did not mark a window\n");
+		return 1;
+	}
+	if (self_test) {
+		if (steps == 12 && syscalls == 1)
+			return 0;
+		fprintf(stderr, "sstep-count: the known window counted %llu "
+			"instructions and %llu system calls, not 12 and 1\n",
+			steps, syscalls);
 		return 1;
 	}
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
