@@ -625,6 +625,12 @@ op_region_new(struct reader *rd)
 	/* MISSING commits the whole bitmap (documented): keep it small */
 	if ((o.flags & MEMFAULT_REGION_MISSING) && size > (1ull << 36))
 		size &= (1ull << 36) - 1;
+	/* memfault_region_mark_missing() on a KVM Userfault region discards
+	 * the re-marked pages' host memory (documented): only memory the
+	 * harness owns may back one, or a re-mark would zero the heap. */
+	if ((o.flags & MEMFAULT_REGION_USERFAULT) && hva &&
+	    !in_pool(hva, size))
+		o.flags &= ~(uint64_t)MEMFAULT_REGION_USERFAULT;
 	r = memfault_region_new(vm, slot, gpa, size, hva, op, &reg);
 	CHECK(r == 0 || is_errno(r));
 	if (r) {

@@ -89,7 +89,23 @@ struct ufh {
 	unsigned slow_ms; /* page_in() of page 0 sleeps this long */
 	int convert;      /* make the page shared first (uf-private) */
 	int convert_rc;
+	/* uf-2vcpu: the vCPUs and their threads' CPU clocks, and the CPU
+	 * time the vCPU that did not fetch page 0 used during that fetch */
+	struct memfault_vcpu *vc[2];
+	clockid_t clk[2];
+	uint64_t waiter_cpu_ns;
+	int waiter_measured;
 };
+
+static uint64_t
+clock_ns(clockid_t c)
+{
+	struct timespec ts;
+
+	if (clock_gettime(c, &ts))
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 static int
 page_in(void *user, struct memfault_vcpu *vcpu, struct memfault_region *r,
@@ -98,7 +114,6 @@ page_in(void *user, struct memfault_vcpu *vcpu, struct memfault_region *r,
 	struct ufh *h = user;
 	uint64_t ps = kt_page_size();
 
-	(void)vcpu;
 	if (r != h->v->region || page >= NPAGES || page_size != ps || !hva) {
 		INC(h->bad);
 		return -EINVAL;
@@ -108,8 +123,20 @@ page_in(void *user, struct memfault_vcpu *vcpu, struct memfault_region *r,
 			h->v, KT_TEST_GPA + page * ps, ps, 0);
 	if (page == 0 && h->slow_ms) {
 		struct timespec ts = { 0, (long)h->slow_ms * 1000000l };
+		int other = -1;
+		uint64_t c0 = 0;
 
+		/* What the other vCPU's thread runs while we fetch: it waits
+		 * for this very page, so it should be asleep throughout. */
+		if (h->vc[0] && (vcpu == h->vc[0] || vcpu == h->vc[1])) {
+			other = vcpu == h->vc[0] ? 1 : 0;
+			c0 = clock_ns(h->clk[other]);
+		}
 		nanosleep(&ts, NULL);
+		if (other >= 0) {
+			h->waiter_cpu_ns = clock_ns(h->clk[other]) - c0;
+			h->waiter_measured = 1;
+		}
 	}
 	memset(hva, PAGE_BYTE(page, h->round), ps);
 	INC(h->calls[page]);
@@ -638,7 +665,9 @@ START_TEST(uf_2vcpu)
 	kt_vcpu_create(&v, KT_ENTRY_PAGES);
 	kt_vcpu_add(&v, 1, KT_ENTRY_PAGES, &fd1, &vcpu1);
 	memset(a, 0, sizeof(a));
-	pthread_barrier_init(&start, NULL, 2);
+	/* the vCPU threads and this one, which reads their CPU clocks
+	 * before either can fault */
+	pthread_barrier_init(&start, NULL, 3);
 	a[0].vcpu = v.mvcpu;
 	a[1].vcpu = vcpu1;
 	for (int i = 0; i < 2; i++) {
@@ -648,7 +677,10 @@ START_TEST(uf_2vcpu)
 				 0);
 		ck_assert_int_eq(
 			pthread_create(&t[i], NULL, vrun_thread, &a[i]), 0);
+		ck_assert_int_eq(pthread_getcpuclockid(t[i], &h.clk[i]), 0);
+		h.vc[i] = a[i].vcpu;
 	}
+	pthread_barrier_wait(&start);
 	for (int i = 0; i < 2; i++)
 		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
 	pthread_barrier_destroy(&start);
@@ -676,13 +708,16 @@ START_TEST(uf_2vcpu)
 	ck_assert_uint_eq(ins, NPAGES);
 	/* the other vCPU found page 0 being fetched and waited for it ... */
 	ck_assert_uint_ge(waits, 1);
-	/* ... asleep: a spinning waiter burns most of the 200 ms of the
-	 * fetch (82 ms measured on a busy 2-core host), a sleeping one
-	 * < 10 ms (nested guest under TCG) */
-	for (int i = 0; i < 2; i++)
-		ck_assert_msg(a[i].cpu_ns < 40000000ull,
-			      "vcpu %d used %.1f ms of CPU in %.1f ms", i,
-			      a[i].cpu_ns / 1e6, a[i].wall_ns / 1e6);
+	/* ... asleep: measured over the fetch of page 0 only, so that the
+	 * guest's own run time (slow under TCG on a loaded host: 210 ms
+	 * for a whole thread once) does not count. A spinning waiter burns
+	 * most of the 200 ms; a sleeping one a few ms. */
+	ck_assert(h.waiter_measured);
+	printf("# uf-2vcpu waiter: %.1f ms of CPU during the %u ms fetch\n",
+	       h.waiter_cpu_ns / 1e6, h.slow_ms);
+	ck_assert_msg(h.waiter_cpu_ns < 50000000ull,
+		      "the waiting vCPU used %.1f ms of CPU during the %u ms fetch",
+		      h.waiter_cpu_ns / 1e6, h.slow_ms);
 	memfault_vcpu_free(vcpu1);
 	close(fd1);
 	kt_vm_destroy(&v);
