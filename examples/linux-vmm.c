@@ -61,6 +61,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -659,6 +660,36 @@ handle_io(struct vmm *v, struct kvm_run *run)
 }
 
 static struct vmm the_vmm;
+
+/*
+ * Thread placement (a no-op on one CPU): the VMM's main thread, and so the
+ * page source and the library's userfaultfd thread it starts, on the
+ * first CPU, and vCPU i on CPU i modulo the CPUs there are. Seen under
+ * nested SVM emulated by TCG: an L1 CPU running a guest takes its own
+ * interrupts late (an IPI that wakes the page source on another CPU cost
+ * 3 ms), and two vCPUs of a guest sharing the only L1 CPU could starve
+ * each other (one spinning in the guest for the other) and hang L1.
+ */
+static cpu_set_t all_cpus; /* the process's CPUs at start */
+
+static void
+pin_to(int index)
+{
+	cpu_set_t one;
+	int n = CPU_COUNT(&all_cpus), want;
+
+	if (n < 2)
+		return;
+	want = index % n;
+	CPU_ZERO(&one);
+	for (int c = 0, k = 0; c < CPU_SETSIZE; c++) {
+		if (CPU_ISSET(c, &all_cpus) && k++ == want) {
+			CPU_SET(c, &one);
+			break;
+		}
+	}
+	sched_setaffinity(0, sizeof(one), &one);
+}
 static unsigned watchdog_seconds = 60;
 
 static void *
@@ -670,6 +701,9 @@ vcpu_main(void *arg)
 	int i, r;
 
 	memfault_vcpu_get_run(vcpu, &run);
+	for (i = 0; i < v->ncpus; i++)
+		if (v->vcpu[i] == vcpu)
+			pin_to(i);
 	for (;;) {
 		if (__atomic_load_n(&v->stop, __ATOMIC_ACQUIRE)) {
 			/*
@@ -1287,6 +1321,9 @@ main(int argc, char **argv)
 	pthread_mutex_init(&v->source_lock, NULL);
 	pthread_mutex_init(&v->uart_lock, NULL);
 	v->t_start = now();
+	if (sched_getaffinity(0, sizeof(all_cpus), &all_cpus))
+		CPU_ZERO(&all_cpus);
+	pin_to(0);
 	r = build_image(v, kernel, initrd, append);
 	if (r)
 		return fail("loading the kernel and initrd", r), 2;

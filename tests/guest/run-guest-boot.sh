@@ -34,7 +34,7 @@
 #   MEMFAULT_GUEST_DIR    if set, write DIR/meson-logs/testlog.json (one
 #                         result per run, meson's format)
 #   MEMFAULT_GUEST_TIMEOUT  seconds for the QEMU run [165]
-#   MEMFAULT_GUEST_L1_SMP  QEMU -smp for L1 [1]
+#   MEMFAULT_GUEST_L1_SMP  QEMU -smp for L1 [2]
 #   MEMFAULT_GUEST_RUNS   the guest runs, MODE:VCPUS with MODE lazy, eager
 #                         or snap [lazy:1 lazy:2 snap:1]
 #   MEMFAULT_LINUX_VMM_MUTANT  passed to linux-vmm (test of the test)
@@ -175,7 +175,7 @@ chmod +x "$L1/init"
 log "initramfs: L1 $(du -h "$WORK/l1-initrd.gz" | cut -f1), guest $(du -h "$WORK/l2-initrd.gz" | cut -f1)"
 
 # ---- boot L1 ----
-QCMD=(qemu-system-x86_64 -accel tcg -cpu max -m 1G -smp "${MEMFAULT_GUEST_L1_SMP:-1}" -nographic -no-reboot -nic none
+QCMD=(qemu-system-x86_64 -accel tcg -cpu max -m 1G -smp "${MEMFAULT_GUEST_L1_SMP:-2}" -nographic -no-reboot -nic none
 	-kernel "$KERNEL" -initrd "$WORK/l1-initrd.gz" -append "console=ttyS0 panic=-1 quiet")
 log "${QCMD[*]}"
 T0=$(date +%s.%N)
