@@ -1043,7 +1043,7 @@ struct cpu_state {
 	struct kvm_mp_state mp;
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
-	struct kvm_xsave xsave;
+	struct kvm_xsave *xsave; /* legacy 4 KiB area (KVM_GET_XSAVE) */
 	struct kvm_xcrs xcrs;
 	struct kvm_debugregs dregs;
 	struct kvm_lapic_state lapic;
@@ -1063,10 +1063,7 @@ static int
 save_msrs(struct vmm *v, int fd, struct cpu_state *c)
 {
 	struct kvm_msr_list probe = { .nmsrs = 0 }, *list;
-	struct {
-		struct kvm_msrs h;
-		struct kvm_msr_entry e;
-	} one;
+	struct kvm_msrs *one;
 	uint32_t n = 0;
 
 	if (ioctl(v->kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe) && errno != E2BIG)
@@ -1079,14 +1076,19 @@ save_msrs(struct vmm *v, int fd, struct cpu_state *c)
 	list->nmsrs = probe.nmsrs;
 	if (ioctl(v->kvm_fd, KVM_GET_MSR_INDEX_LIST, list))
 		return -errno;
+	one = calloc(1, sizeof(*one) + sizeof(struct kvm_msr_entry));
+	if (!one) {
+		free(list);
+		return -ENOMEM;
+	}
 	for (uint32_t i = 0; i < list->nmsrs; i++) {
-		memset(&one, 0, sizeof(one));
-		one.h.nmsrs = 1;
-		one.e.index = list->indices[i];
-		if (ioctl(fd, KVM_GET_MSRS, &one) == 1)
-			c->msrs->entries[n++] = one.e;
+		one->nmsrs = 1;
+		one->entries[0].index = list->indices[i];
+		if (ioctl(fd, KVM_GET_MSRS, one) == 1)
+			c->msrs->entries[n++] = one->entries[0];
 	}
 	c->msrs->nmsrs = n;
+	free(one);
 	free(list);
 	return 0;
 }
@@ -1098,10 +1100,13 @@ save_state(struct vmm *v)
 		struct cpu_state *c = &snap.cpu[i];
 		int fd = memfault_vcpu_get_fd(v->vcpu[i]), r;
 
+		c->xsave = calloc(1, sizeof(*c->xsave));
+		if (!c->xsave)
+			return -ENOMEM;
 		if (ioctl(fd, KVM_GET_MP_STATE, &c->mp) ||
 		    ioctl(fd, KVM_GET_REGS, &c->regs) ||
 		    ioctl(fd, KVM_GET_SREGS, &c->sregs) ||
-		    ioctl(fd, KVM_GET_XSAVE, &c->xsave) ||
+		    ioctl(fd, KVM_GET_XSAVE, c->xsave) ||
 		    ioctl(fd, KVM_GET_XCRS, &c->xcrs) ||
 		    ioctl(fd, KVM_GET_DEBUGREGS, &c->dregs) ||
 		    ioctl(fd, KVM_GET_LAPIC, &c->lapic) ||
@@ -1142,7 +1147,7 @@ restore_state(struct vmm *v)
 		if (ioctl(fd, KVM_SET_MP_STATE, &c->mp) ||
 		    ioctl(fd, KVM_SET_REGS, &c->regs) ||
 		    ioctl(fd, KVM_SET_SREGS, &c->sregs) ||
-		    ioctl(fd, KVM_SET_XSAVE, &c->xsave) ||
+		    ioctl(fd, KVM_SET_XSAVE, c->xsave) ||
 		    ioctl(fd, KVM_SET_XCRS, &c->xcrs) ||
 		    ioctl(fd, KVM_SET_DEBUGREGS, &c->dregs) ||
 		    ioctl(fd, KVM_SET_LAPIC, &c->lapic))
@@ -1162,6 +1167,8 @@ restore_state(struct vmm *v)
 			return fail("KVM_SET_VCPU_EVENTS", -errno);
 		free(c->msrs);
 		c->msrs = NULL;
+		free(c->xsave);
+		c->xsave = NULL;
 	}
 	return 0;
 }
