@@ -813,11 +813,15 @@ skip_words(const unsigned long *bm, size_t w, size_t nw, bool want_set)
 {
 #ifndef MEMFAULT_TSAN
 #if defined(__x86_64__)
+	/* -1: not asked yet. Relaxed: every thread stores the same answer. */
 	static int avx2 = -1;
+	int have = __atomic_load_n(&avx2, __ATOMIC_RELAXED);
 
-	if (avx2 < 0)
-		avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-	if (avx2)
+	if (have < 0) {
+		have = __builtin_cpu_supports("avx2") ? 1 : 0;
+		__atomic_store_n(&avx2, have, __ATOMIC_RELAXED);
+	}
+	if (have)
 		return skip_words_avx2(bm, w, nw, want_set);
 #endif
 	/* 8 words (one cache line) per test */
