@@ -30,7 +30,7 @@
  * INTERRUPTED after the kick begins; kicks before that return merge).
  * Two checks follow, and neither lets one kick's answer stand in for
  * another's:
- *   bound   each kick is answered within 50 ms of its start (500 ms in
+ *   bound   each kick is answered within 100 ms of its start (500 ms in
  *           the signal storm; x10 under TSan, xCK_TIMEOUT_MULTIPLIER under
  *           valgrind), not counting the time the vCPU thread waited on a
  *           run queue (schedstat), which a loaded machine adds and no
@@ -72,7 +72,10 @@
  * vCPU thread spends its own CPU time delivering up to 10^6 signals a
  * second, which delays everything it does: 500 ms there.
  */
-#define KICK_BOUND_MS 50.0
+/* 50 ms held in every run but one: on a 2-core host running two other
+ * heavy jobs, one kick of 6x10^5 took 50.5 ms beyond run-queue waits. A
+ * lost kick waits 5 s; the mutants that lose kicks took >= 140 ms. */
+#define KICK_BOUND_MS 100.0
 #define STORM_BOUND_MS 500.0
 /* Unanswered after this: lost, stop the test. */
 #define KICK_LOST_S 5.0
