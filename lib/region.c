@@ -601,6 +601,89 @@ mark_batch(struct memfault_region *r, struct memfault_uffd_reg *reg,
 	return err ? err : busy ? -EBUSY : 0;
 }
 
+/* Vectors of bitmap words for the range scans and stores below. */
+typedef unsigned long bm_vec16 __attribute__((vector_size(16), aligned(8)));
+#if defined(__x86_64__) && !defined(MEMFAULT_TSAN)
+typedef unsigned long bm_vec32 __attribute__((vector_size(32), aligned(8)));
+
+/* Whether this CPU has AVX2. -1: not asked yet; relaxed: every thread
+ * stores the same answer. */
+static int
+cpu_avx2(void)
+{
+	static int avx2 = -1;
+	int have = __atomic_load_n(&avx2, __ATOMIC_RELAXED);
+
+	if (have < 0) {
+		have = __builtin_cpu_supports("avx2") ? 1 : 0;
+		__atomic_store_n(&avx2, have, __ATOMIC_RELAXED);
+	}
+	return have;
+}
+
+__attribute__((target("avx2"))) static size_t
+fill_words_avx2(unsigned long *bm, size_t w, size_t lw, unsigned long v)
+{
+	const bm_vec32 x = { v, v, v, v };
+
+	for (; w < lw && ((uintptr_t)(bm + w) & 31); w++)
+		MEMFAULT_WRITE_ONCE(bm[w], v);
+	/* 16 words (two cache lines) per step */
+	for (; w + 16 <= lw; w += 16) {
+		volatile bm_vec32 *p = (volatile bm_vec32 *)(bm + w);
+
+		p[0] = x;
+		p[1] = x;
+		p[2] = x;
+		p[3] = x;
+	}
+	return w;
+}
+#endif
+
+/*
+ * Store @v into the words [w, lw) of @bm: the whole words of a range
+ * publish or mark. Each aligned word of a vector store is written as a
+ * relaxed store would write it (x86 and arm64 never tear an aligned 8-byte
+ * access), and no order among these stores is needed: the caller's fence
+ * orders them as a whole, as it did each word. ThreadSanitizer does not
+ * see vector stores as atomic: there the word loop alone runs, with
+ * @release giving TSan the release it cannot take from the fence.
+ */
+static void
+fill_words(unsigned long *bm, size_t w, size_t lw, unsigned long v,
+	   bool release)
+{
+#ifndef MEMFAULT_TSAN
+	const bm_vec16 x = { v, v };
+
+#if defined(__x86_64__)
+	if (cpu_avx2())
+		w = fill_words_avx2(bm, w, lw, v);
+#endif
+	for (; w < lw && ((uintptr_t)(bm + w) & 15); w++)
+		MEMFAULT_WRITE_ONCE(bm[w], v);
+	/* 8 words (one cache line) per step */
+	for (; w + 8 <= lw; w += 8) {
+		volatile bm_vec16 *p = (volatile bm_vec16 *)(bm + w);
+
+		p[0] = x;
+		p[1] = x;
+		p[2] = x;
+		p[3] = x;
+	}
+	(void)release;
+#else
+	if (release) {
+		for (; w < lw; w++)
+			__atomic_store_n(&bm[w], v, MEMFAULT_RANGE_STORE_ORDER);
+		return;
+	}
+#endif
+	for (; w < lw; w++)
+		MEMFAULT_WRITE_ONCE(bm[w], v);
+}
+
 MEMFAULT_EXPORT int
 memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 			     uint64_t count)
@@ -621,8 +704,7 @@ memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 
 		__atomic_fetch_or(&r->missing[w], word_mask(w, first, end),
 				  __ATOMIC_RELAXED);
-		for (size_t i = w + 1; i < lw; i++)
-			MEMFAULT_WRITE_ONCE(r->missing[i], ~0ul);
+		fill_words(r->missing, w + 1, lw, ~0ul, false);
 		if (w != lw)
 			__atomic_fetch_or(&r->missing[lw],
 					  word_mask(lw, first, end),
@@ -731,8 +813,7 @@ one_word:
 	memfault_fence_release();
 	__atomic_fetch_and(&r->missing[w], ~word_mask(w, first, end),
 			   MEMFAULT_RANGE_STORE_ORDER);
-	for (size_t i = w + 1; i < lw; i++)
-		__atomic_store_n(&r->missing[i], 0ul, MEMFAULT_RANGE_STORE_ORDER);
+	fill_words(r->missing, w + 1, lw, 0ul, true);
 	__atomic_fetch_and(&r->missing[lw], ~word_mask(lw, first, end),
 			   MEMFAULT_RANGE_STORE_ORDER);
 	/* Store-load: the bits above must be visible before we look for
@@ -782,10 +863,7 @@ memfault_region_is_missing(const struct memfault_region *r, uint64_t page)
  * caller re-reads the word it stops at. Under ThreadSanitizer the word
  * loop alone runs: it does not see vector loads as atomic.
  */
-typedef unsigned long bm_vec16 __attribute__((vector_size(16), aligned(8)));
 #if defined(__x86_64__) && !defined(MEMFAULT_TSAN)
-typedef unsigned long bm_vec32 __attribute__((vector_size(32), aligned(8)));
-
 __attribute__((target("avx2"))) static size_t
 skip_words_avx2(const unsigned long *bm, size_t w, size_t nw, bool want_set)
 {
@@ -813,15 +891,7 @@ skip_words(const unsigned long *bm, size_t w, size_t nw, bool want_set)
 {
 #ifndef MEMFAULT_TSAN
 #if defined(__x86_64__)
-	/* -1: not asked yet. Relaxed: every thread stores the same answer. */
-	static int avx2 = -1;
-	int have = __atomic_load_n(&avx2, __ATOMIC_RELAXED);
-
-	if (have < 0) {
-		have = __builtin_cpu_supports("avx2") ? 1 : 0;
-		__atomic_store_n(&avx2, have, __ATOMIC_RELAXED);
-	}
-	if (have)
+	if (cpu_avx2())
 		return skip_words_avx2(bm, w, nw, want_set);
 #endif
 	/* 8 words (one cache line) per test */
