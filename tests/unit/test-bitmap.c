@@ -90,9 +90,10 @@ END_TEST
 /* Ranges starting and ending mid-word, against a simple model. */
 START_TEST(ranges_against_a_model)
 {
-	const uint64_t n = 5 * BPL + 17;
+	/* 40 words: the scans' vector blocks (16 words) and their tails */
+	const uint64_t n = 40 * BPL + 17;
 	struct memfault_region *r = bitmap_region(n, 0);
-	unsigned char model[5 * 64 + 17 + 64];
+	unsigned char model[40 * 64 + 17 + 64];
 	uint64_t x = 12345;
 
 	memset(model, 0, sizeof(model));
@@ -148,6 +149,46 @@ START_TEST(ranges_against_a_model)
 			ck_assert_int_eq(memfault_region_find_present(r, c, &got),
 					 0);
 			ck_assert_uint_eq(got, p);
+		}
+	}
+	memfault_region_free(r);
+}
+END_TEST
+
+/*
+ * One page unlike all the others, at every position of 40 words: the
+ * scans test blocks of words at once (16 words per test with AVX2, 8
+ * otherwise), and a hit in any word of a block must stop them.
+ */
+START_TEST(find_one_page_at_every_position)
+{
+	const uint64_t n = 40 * BPL + 17;
+	struct memfault_region *r = bitmap_region(n, 0);
+
+	for (int present = 0; present < 2; present++) {
+		if (present)
+			ck_assert_int_eq(memfault_region_mark_missing(r, 0, n), 0);
+		for (uint64_t hit = 0; hit < n; hit++) {
+			const uint64_t from[] = { 0, hit / BPL * BPL, hit };
+			uint64_t got;
+
+			ck_assert_int_eq(present ? memfault_region_publish(r, hit, 1)
+						 : memfault_region_mark_missing(r, hit, 1),
+					 0);
+			for (int i = 0; i < 3; i++) {
+				got = UINT64_MAX;
+				ck_assert_int_eq((present ? memfault_region_find_present(r, from[i], &got)
+							  : memfault_region_find_missing(r, from[i], &got)),
+						 0);
+				ck_assert_uint_eq(got, hit);
+			}
+			if (hit + 1 < n)
+				ck_assert_int_eq((present ? memfault_region_find_present(r, hit + 1, &got)
+							  : memfault_region_find_missing(r, hit + 1, &got)),
+						 -ENOENT);
+			ck_assert_int_eq(present ? memfault_region_mark_missing(r, hit, 1)
+						 : memfault_region_publish(r, hit, 1),
+					 0);
 		}
 	}
 	memfault_region_free(r);
@@ -713,6 +754,7 @@ main(void)
 	tcase_set_timeout(tc, 120);
 	ADD_TEST(tc, single_pages_at_word_boundaries);
 	ADD_TEST(tc, ranges_against_a_model);
+	ADD_TEST(tc, find_one_page_at_every_position);
 	ADD_TEST(tc, missing_flag_sets_exactly_npages);
 	ADD_TEST(tc, claim_publish_abort);
 	ADD_TEST(tc, region_bad_arguments);
