@@ -28,8 +28,9 @@ ir() { # loop function
 native() { # loop N -> "instructions syscalls" of the window, or "null null"
 	local j
 	j=$("$builddir/bench/sstep-count" "$bin" "$1" "$2" 2>"$tmp/ss.$1") || j=
-	if [ -n "$j" ]; then
-		echo "$j" | sed 's/.*"instructions":\([0-9]*\),"syscalls":\([0-9]*\).*/\1 \2/'
+	local re='"instructions":([0-9]+),"syscalls":([0-9]+)'
+	if [[ $j =~ $re ]]; then
+		echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
 	else
 		echo "null null"
 	fi
