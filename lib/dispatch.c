@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Dispatch: resolve memory faults inside the run loop (design.md section 4).
+ * Dispatch: resolve memory faults inside the run loop.
  */
 #include <limits.h>
 #include <stdarg.h>

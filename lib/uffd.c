@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * userfaultfd backend (design.md section 5): the region bitmap stays the
- * source of truth and page_in() fills the pages; userfaultfd traps the host
- * accesses KVM Userfault never sees and installs pages atomically.
+ * userfaultfd backend: the region bitmap stays the source of truth and
+ * page_in() fills the pages; userfaultfd traps the host accesses KVM
+ * Userfault never sees and installs pages atomically.
  *
  * Every fetched page goes: claim, page_in() into a bounce buffer (MISSING)
  * or through the alias (MINOR), install (UFFDIO_COPY/UFFDIO_CONTINUE, which
