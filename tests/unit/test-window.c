@@ -223,15 +223,24 @@ START_TEST(window_no_leaks)
 }
 END_TEST
 
-/* The detector detects: the old toggle leaks within 10^4 attempts. */
+/*
+ * The detector detects: the old toggle leaks. It is a race, so on a loaded
+ * machine one round of 10^4 attempts can miss it (seen once in CI-like
+ * load): up to 10 rounds, stopping at the first leak. A detector that
+ * cannot see leaks fails all 10.
+ */
 START_TEST(window_detects_the_old_toggle)
 {
 	uint32_t arch = (_i & 1) ? KVMSIM_ARM64 : KVMSIM_X86_64;
 	struct window win;
+	uint64_t leaks = 0;
 
-	window_case(arch, (_i / 2) ? WINDOW_SAME : WINDOW_OTHER, true, 10000,
-		    &win);
-	ck_assert_uint_gt(win.leaks, 0);
+	for (int round = 0; round < 10 && !leaks; round++) {
+		window_case(arch, (_i / 2) ? WINDOW_SAME : WINDOW_OTHER, true,
+			    10000, &win);
+		leaks = win.leaks;
+	}
+	ck_assert_uint_gt(leaks, 0);
 }
 END_TEST
 
