@@ -3,8 +3,6 @@
  * Dispatch: resolve memory faults inside the run loop.
  */
 #include <limits.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
@@ -12,7 +10,6 @@
 #include "barrier.h"
 #include "memfault-private.h"
 
-#define DEFAULT_MAX_REPEATS 16
 /*
  * Internal verdict: a kick arrived while resolving a fault. Outside both
  * enum memfault_verdict and the negative errnos (-4095..-1) a handler may
@@ -29,46 +26,6 @@ _Static_assert(VERDICT_INTERRUPTED < -4095, "collides with an errno");
 #define MAX_FAULT_PAGES 512
 
 #define STAT_INC(v, field) memfault_stat_add(&(v)->stats.field, 1)
-
-void
-memfault_vm_log(const struct memfault_vm *vm, int level, const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-
-	if (!vm->handlers.log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	vm->handlers.log(vm->handlers.user, level, msg);
-}
-
-MEMFAULT_EXPORT int
-memfault_vm_set_handlers(struct memfault_vm *vm,
-			 const struct memfault_handlers *h)
-{
-	struct memfault_handlers copy;
-
-	if (!vm || !OPTS_VALID(h, memfault_handlers))
-		return -EINVAL;
-	if (OPTS_GET(h, memfault_handlers, reserved, 0))
-		return -EINVAL;
-	memset(&copy, 0, sizeof(copy));
-	copy.sz = sizeof(copy);
-	copy.user = OPTS_GET(h, memfault_handlers, user, NULL);
-	copy.page_in = OPTS_GET(h, memfault_handlers, page_in, NULL);
-	copy.convert = OPTS_GET(h, memfault_handlers, convert, NULL);
-	copy.discard = OPTS_GET(h, memfault_handlers, discard, NULL);
-	copy.hwpoison = OPTS_GET(h, memfault_handlers, hwpoison, NULL);
-	copy.other = OPTS_GET(h, memfault_handlers, other, NULL);
-	copy.log = OPTS_GET(h, memfault_handlers, log, NULL);
-	copy.max_repeats = OPTS_GET(h, memfault_handlers, max_repeats, 0);
-	if (!copy.max_repeats)
-		copy.max_repeats = DEFAULT_MAX_REPEATS;
-	vm->handlers = copy;
-	return 0;
-}
 
 static uint64_t
 now_ns(void)
@@ -120,7 +77,7 @@ page_in_one(struct memfault_vcpu *vcpu, struct memfault_region *region,
 	    uint64_t page, const struct memfault_fault *f)
 {
 	const struct memfault_handlers *h = &vcpu->vm->handlers;
-	struct memfault_uffd_reg *ureg;
+	struct memfault_trap *trap;
 	uint64_t t0;
 	int r;
 
@@ -140,11 +97,11 @@ page_in_one(struct memfault_vcpu *vcpu, struct memfault_region *region,
 		memfault_region_abort(region, page);
 		return MEMFAULT_TO_VMM;
 	}
-	ureg = memfault_region_get_uffd(region);
+	trap = memfault_region_get_trap(region);
 	t0 = handler_start(vcpu);
-	/* With userfaultfd, a write to the hva would itself fault: the page
-	 * is filled aside and installed by uffd.c. */
-	r = ureg ? memfault_uffd_page_in(ureg, vcpu, page) :
+	/* Under a trap source a write to the hva would itself trap: the page
+	 * is filled aside and installed by the trap source. */
+	r = trap ? trap->ops->page_in(trap, vcpu, page) :
 		   h->page_in(h->user, vcpu, region, page,
 			      region->hva ? (char *)region->hva +
 						    (page << memfault_page_shift) :

@@ -92,9 +92,10 @@ struct memfault_region {
 	/* atomic: threads about to sleep or asleep in FUTEX_WAIT, so that
 	 * releasing a claim nobody waits for makes no system call */
 	long nr_waiters;
-	/* atomic: the userfaultfd registration (uffd.c), or NULL; set and
-	 * cleared by setup calls, read by dispatch with acquire */
-	struct memfault_uffd_reg *uffd;
+	/* atomic: the trap source that took the region (see struct
+	 * memfault_trap_ops), or NULL; set and cleared by setup calls, read
+	 * with acquire */
+	struct memfault_trap *trap;
 };
 
 struct memfault_vm {
@@ -212,45 +213,52 @@ void memfault_decode_fault(const struct kvm_run *run, int err,
 			   struct memfault_fault *fault);
 
 /*
- * userfaultfd backend (uffd.c). A region registered with
- * memfault_uffd_register() points to its registration; region.c stores the
- * pointer and calls the hooks below, dispatch.c installs KVM Userfault
- * page-ins through it.
+ * Trap sources: what, besides KVM's own memory-fault exit, stops a thread
+ * on a missing page of a region (today userfaultfd, uffd.c). The bitmap
+ * layer (region.c) and dispatch (dispatch.c) know only this interface; a
+ * trap source embeds struct memfault_trap first in its per-region state
+ * and installs it with memfault_region_set_trap() when it takes the
+ * region, and clears it when it lets the region go.
  */
-struct memfault_uffd_reg;
+struct memfault_trap;
 
-static inline struct memfault_uffd_reg *
-memfault_region_get_uffd(const struct memfault_region *region)
+struct memfault_trap_ops {
+	/* page_in() for a page the caller claimed, filled where the trap
+	 * source can install it (userfaultfd: a bounce buffer or the MINOR
+	 * alias, then UFFDIO_COPY/UFFDIO_CONTINUE). Returns page_in()'s
+	 * verdict or -errno; the caller publishes or aborts. */
+	int (*page_in)(struct memfault_trap *t, struct memfault_vcpu *vcpu,
+		       uint64_t page);
+	/* After a publish or an abort of the pages: wake the host threads
+	 * trapped on them, so that they fault again. */
+	void (*wake)(struct memfault_trap *t, uint64_t first, uint64_t count);
+	/* Pages marked missing again, which the caller has claimed: unmap
+	 * them so the next access traps (KVM's mappings go too, by its MMU
+	 * notifier). 0 or -errno. */
+	int (*invalidate)(struct memfault_trap *t, uint64_t first,
+			  uint64_t count);
+	/* memfault_region_free() of the region: let it go, free the state. */
+	void (*gone)(struct memfault_trap *t);
+};
+
+struct memfault_trap {
+	const struct memfault_trap_ops *ops;
+};
+
+static inline struct memfault_trap *
+memfault_region_get_trap(const struct memfault_region *region)
 {
-	/* Pairs with the store-release in memfault_region_set_uffd(): who
-	 * sees the registration sees it initialized. */
-	return __atomic_load_n(&region->uffd, __ATOMIC_ACQUIRE);
+	/* Pairs with the store-release in memfault_region_set_trap(): who
+	 * sees the trap source sees it initialized. */
+	return __atomic_load_n(&region->trap, __ATOMIC_ACQUIRE);
 }
 
 static inline void
-memfault_region_set_uffd(struct memfault_region *region,
-			 struct memfault_uffd_reg *reg)
+memfault_region_set_trap(struct memfault_region *region,
+			 struct memfault_trap *trap)
 {
-	/* Pairs with the load-acquire in memfault_region_get_uffd(). */
-	__atomic_store_n(&region->uffd, reg, __ATOMIC_RELEASE);
+	/* Pairs with the load-acquire in memfault_region_get_trap(). */
+	__atomic_store_n(&region->trap, trap, __ATOMIC_RELEASE);
 }
-
-/* page_in() for a page the caller claimed on a registered region: into a
- * bounce buffer (MISSING) or the alias (MINOR), then installed with
- * UFFDIO_COPY/UFFDIO_CONTINUE. Returns page_in()'s verdict or -errno; the
- * caller publishes or aborts. */
-int memfault_uffd_page_in(struct memfault_uffd_reg *reg,
-			  struct memfault_vcpu *vcpu, uint64_t page);
-/* After memfault_region_publish() or memfault_region_abort(): wake the
- * host threads faulting on the pages, so they fault again. */
-void memfault_uffd_wake(struct memfault_uffd_reg *reg, uint64_t first,
-			uint64_t count);
-/* Pages marked missing again, which the caller has claimed: unmap them so
- * the next access faults (KVM's mappings go too, by its MMU notifier).
- * 0 or -errno of madvise(). */
-int memfault_uffd_zap(struct memfault_uffd_reg *reg, uint64_t first,
-		      uint64_t count);
-/* memfault_region_free() of a registered region: unregister it. */
-void memfault_uffd_region_gone(struct memfault_uffd_reg *reg);
 
 #endif /* MEMFAULT_PRIVATE_H */

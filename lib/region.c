@@ -298,10 +298,13 @@ err:
 MEMFAULT_EXPORT void
 memfault_region_free(struct memfault_region *r)
 {
+	struct memfault_trap *trap;
+
 	if (!r)
 		return;
-	if (memfault_region_get_uffd(r))
-		memfault_uffd_region_gone(memfault_region_get_uffd(r));
+	trap = memfault_region_get_trap(r);
+	if (trap)
+		trap->ops->gone(trap);
 	if (!(r->flags & MEMFAULT_REGION_NO_MEMSLOT))
 		(void)set_memslot(r, 0, 0);
 	vm_remove_region(r->vm, r);
@@ -418,7 +421,7 @@ dontneed(void *addr, size_t len)
  * holds the claims of these pages.
  */
 static int
-invalidate(struct memfault_region *r, struct memfault_uffd_reg *reg,
+invalidate(struct memfault_region *r, struct memfault_trap *trap,
 	   uint64_t first, uint64_t count)
 {
 	uint64_t off = first << memfault_page_shift;
@@ -433,9 +436,10 @@ invalidate(struct memfault_region *r, struct memfault_uffd_reg *reg,
 		return -errno;
 	if (!r->hva)
 		return 0;
-	/* userfaultfd's zap unmaps the hva range: that notifies KVM too */
-	if (reg)
-		return memfault_uffd_zap(reg, first, count);
+	/* a trap source unmaps the hva range its way (userfaultfd: a zap
+	 * under its lock); that notifies KVM too */
+	if (trap)
+		return trap->ops->invalidate(trap, first, count);
 	if (!(r->kvm_flags & KVM_MEM_USERFAULT))
 		return 0;
 	return dontneed((char *)r->hva + off, (size_t)len);
@@ -443,7 +447,7 @@ invalidate(struct memfault_region *r, struct memfault_uffd_reg *reg,
 
 /* The pages of @own (words @w0 ... @w0 + @nw - 1) that are set, in runs. */
 static int
-invalidate_runs(struct memfault_region *r, struct memfault_uffd_reg *reg,
+invalidate_runs(struct memfault_region *r, struct memfault_trap *trap,
 		const unsigned long *own, size_t w0, size_t nw)
 {
 	uint64_t p = (uint64_t)w0 * BITS_PER_WORD, q;
@@ -468,7 +472,7 @@ invalidate_runs(struct memfault_region *r, struct memfault_uffd_reg *reg,
 		q = v ? (uint64_t)(w0 + i) * BITS_PER_WORD +
 				(uint64_t)__builtin_ctzl(v)
 		      : (uint64_t)(w0 + nw) * BITS_PER_WORD;
-		e = invalidate(r, reg, p, q - p);
+		e = invalidate(r, trap, p, q - p);
 		if (e && !err)
 			err = e;
 		p = q;
@@ -554,7 +558,7 @@ mark_claim(struct memfault_region *r, size_t w, unsigned long m,
 /* One batch of memfault_region_mark_missing(), [first, end) in at most
  * MARK_BATCH_WORDS words. */
 static int
-mark_batch(struct memfault_region *r, struct memfault_uffd_reg *reg,
+mark_batch(struct memfault_region *r, struct memfault_trap *trap,
 	   uint64_t first, uint64_t end, int64_t deadline)
 {
 	unsigned long own[MARK_BATCH_WORDS];
@@ -590,14 +594,14 @@ mark_batch(struct memfault_region *r, struct memfault_uffd_reg *reg,
 	 * invalidation is a system call whose lock is an acquire only.)
 	 */
 	memfault_smp_mb();
-	err = invalidate_runs(r, reg, own, w0, nw);
+	err = invalidate_runs(r, trap, own, w0, nw);
 	for (size_t i = 0; i < nw; i++)
 		if (own[i])
 			release_busy(r, w0 + i, own[i]);
 	/* host threads that met our claim wait for a wake-up; they fault
 	 * again and fetch */
-	if (reg)
-		memfault_uffd_wake(reg, first, end - first);
+	if (trap)
+		trap->ops->wake(trap, first, end - first);
 	return err ? err : busy ? -EBUSY : 0;
 }
 
@@ -688,7 +692,7 @@ MEMFAULT_EXPORT int
 memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 			     uint64_t count)
 {
-	struct memfault_uffd_reg *reg;
+	struct memfault_trap *trap;
 	uint64_t end = first + count;
 	int64_t deadline;
 	int err = 0, e;
@@ -697,8 +701,8 @@ memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 		return -EINVAL;
 	if (!count)
 		return 0;
-	reg = memfault_region_get_uffd(r);
-	if (!reg && !(r->kvm_flags & KVM_MEM_USERFAULT)) {
+	trap = memfault_region_get_trap(r);
+	if (!trap && !(r->kvm_flags & KVM_MEM_USERFAULT)) {
 		/* nothing maps pages past the bitmap: only the bits */
 		size_t w = word_of(first), lw = word_of(end - 1);
 
@@ -718,7 +722,7 @@ memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 
 		if (next > end)
 			next = end;
-		e = mark_batch(r, reg, first, next, deadline);
+		e = mark_batch(r, trap, first, next, deadline);
 		/* a system call's error first, then -EBUSY */
 		if (e && (!err || err == -EBUSY))
 			err = e;
@@ -835,13 +839,17 @@ memfault_region_publish(struct memfault_region *r, uint64_t first,
 			uint64_t count)
 {
 	int err = publish_bits(r, first, count);
+	struct memfault_trap *trap;
 
+	if (err || !count)
+		return err;
 	/* A fetch made outside the library installed nothing: host threads
-	 * whose userfaultfd faults waited for it fault again and find the
-	 * page present (uffd.c maps it then). */
-	if (!err && count && memfault_region_get_uffd(r))
-		memfault_uffd_wake(memfault_region_get_uffd(r), first, count);
-	return err;
+	 * trapped on the pages (by userfaultfd) waited for it; they fault
+	 * again and find the pages present (the trap source maps them). */
+	trap = memfault_region_get_trap(r);
+	if (trap)
+		trap->ops->wake(trap, first, count);
+	return 0;
 }
 
 MEMFAULT_EXPORT int
@@ -1132,6 +1140,7 @@ memfault_region_claim_page_vcpu(struct memfault_region *r, uint64_t page,
 MEMFAULT_EXPORT int
 memfault_region_abort(struct memfault_region *r, uint64_t page)
 {
+	struct memfault_trap *trap;
 	unsigned long m;
 
 	if (!r || page >= r->npages)
@@ -1142,7 +1151,8 @@ memfault_region_abort(struct memfault_region *r, uint64_t page)
 	/* All waiters wake; one wins the next claim, the rest sleep again. */
 	release_busy(r, word_of(page), m);
 	/* and host threads faulting on it, which then claim it themselves */
-	if (memfault_region_get_uffd(r))
-		memfault_uffd_wake(memfault_region_get_uffd(r), page, 1);
+	trap = memfault_region_get_trap(r);
+	if (trap)
+		trap->ops->wake(trap, page, 1);
 	return 0;
 }

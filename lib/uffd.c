@@ -51,7 +51,9 @@
 #define UADD(u, field, n) __atomic_fetch_add(&(u)->field, (n), __ATOMIC_RELAXED)
 #define ULOAD(u, field) __atomic_load_n(&(u)->field, __ATOMIC_RELAXED)
 
+/* A registered region; the trap source region.c and dispatch.c call. */
 struct memfault_uffd_reg {
+	struct memfault_trap trap; /* first: the region points to it */
 	struct memfault_uffd *u;
 	struct memfault_region *region;
 	uintptr_t start; /* the region's hva */
@@ -79,7 +81,7 @@ struct memfault_uffd {
 	char *bounce;
 	uint64_t bounce_used; /* atomic: one bit per bounce page in use */
 
-	/* orders install_present() against memfault_uffd_zap() */
+	/* orders install_present() against trap_invalidate() */
 	pthread_mutex_t zap_lock;
 
 	/* atomic: added to by every serving thread and vCPU */
@@ -365,10 +367,19 @@ fill_and_install(struct memfault_uffd_reg *g, struct memfault_vcpu *vcpu,
 	return r;
 }
 
-int
-memfault_uffd_page_in(struct memfault_uffd_reg *g, struct memfault_vcpu *vcpu,
-		      uint64_t page)
+static struct memfault_uffd_reg *
+reg_of(struct memfault_trap *t)
 {
+	return (struct memfault_uffd_reg *)((char *)t -
+					    offsetof(struct memfault_uffd_reg,
+						     trap));
+}
+
+static int
+trap_page_in(struct memfault_trap *t, struct memfault_vcpu *vcpu,
+	     uint64_t page)
+{
+	struct memfault_uffd_reg *g = reg_of(t);
 	int r = fill_and_install(g, vcpu, page);
 
 	if (r == MEMFAULT_RESOLVED)
@@ -376,15 +387,18 @@ memfault_uffd_page_in(struct memfault_uffd_reg *g, struct memfault_vcpu *vcpu,
 	return r;
 }
 
-void
-memfault_uffd_wake(struct memfault_uffd_reg *g, uint64_t first, uint64_t count)
+static void
+trap_wake(struct memfault_trap *t, uint64_t first, uint64_t count)
 {
+	struct memfault_uffd_reg *g = reg_of(t);
+
 	wake_range(g->u->fd, page_addr(g, first), count << memfault_page_shift);
 }
 
-int
-memfault_uffd_zap(struct memfault_uffd_reg *g, uint64_t first, uint64_t count)
+static int
+trap_invalidate(struct memfault_trap *t, uint64_t first, uint64_t count)
 {
+	struct memfault_uffd_reg *g = reg_of(t);
 	int r;
 
 	/* Against install_present(): see there. */
@@ -439,7 +453,7 @@ fail_page(struct memfault_uffd *u, struct memfault_uffd_reg *g, uint64_t page,
  * set it and unmapped the page since: a zero page (MISSING) or the old
  * page cache (MINOR) installed now would be read as the page's contents
  * with no fault and no fetch. So the bit is checked again under the lock
- * memfault_uffd_zap() holds: either that zap comes after us and unmaps
+ * trap_invalidate() holds: either that zap comes after us and unmaps
  * what we install, or its bit, set before its zap, is visible here (the
  * mutex's unlock/lock orders them).
  */
@@ -567,7 +581,7 @@ handle_msg(struct memfault_uffd *u, const struct uffd_msg *msg, uint64_t t0)
 		fail_page(u, g, page, tid, r);
 	} else {
 		/* MEMFAULT_CLAIM_BUSY: the fetcher's install wakes us, or
-		 * its publish or abort does (memfault_uffd_wake()) */
+		 * its publish or abort does (trap_wake()) */
 		UADD(u, waits, 1);
 	}
 out:
@@ -839,7 +853,7 @@ unregister_reg(struct memfault_uffd *u, struct memfault_uffd_reg *g)
 	for (int i = 0; i < WAKE_TRIES; i++)
 		if (!ioctl(u->fd, UFFDIO_UNREGISTER, &r))
 			break;
-	memfault_region_set_uffd(g->region, NULL);
+	memfault_region_set_trap(g->region, NULL);
 	for (size_t i = 0; i < u->nr_regs; i++) {
 		if (u->regs[i] != g)
 			continue;
@@ -889,9 +903,11 @@ memfault_uffd_free(struct memfault_uffd *u)
 	free(u);
 }
 
-void
-memfault_uffd_region_gone(struct memfault_uffd_reg *g)
+/* memfault_region_free() of a registered region: unregister it. */
+static void
+trap_gone(struct memfault_trap *t)
 {
+	struct memfault_uffd_reg *g = reg_of(t);
 	struct memfault_uffd *u = g->u;
 
 	pthread_rwlock_wrlock(&u->lock);
@@ -899,6 +915,14 @@ memfault_uffd_region_gone(struct memfault_uffd_reg *g)
 	pthread_rwlock_unlock(&u->lock);
 	free(g);
 }
+
+/* What region.c and dispatch.c call on a registered region. */
+static const struct memfault_trap_ops uffd_trap_ops = {
+	.page_in = trap_page_in,
+	.wake = trap_wake,
+	.invalidate = trap_invalidate,
+	.gone = trap_gone,
+};
 
 MEMFAULT_EXPORT int
 memfault_uffd_get_fd(const struct memfault_uffd *u)
@@ -920,7 +944,7 @@ zap_missing(struct memfault_uffd_reg *g)
 		if (memfault_region_find_present(region, p, &q))
 			q = region->npages;
 		/* the range is mapped: UFFDIO_REGISTER checked */
-		r = memfault_uffd_zap(g, p, q - p);
+		r = trap_invalidate(&g->trap, p, q - p);
 		if (r)
 			return r;
 		p = q;
@@ -962,12 +986,13 @@ memfault_uffd_register(struct memfault_uffd *u, struct memfault_region *region,
 	g->region = region;
 	g->start = start;
 	g->len = region->size;
+	g->trap.ops = &uffd_trap_ops;
 	g->alias = alias;
 	g->mode = mode;
 
 	pthread_rwlock_wrlock(&u->lock);
 	r = -EEXIST;
-	if (memfault_region_get_uffd(region))
+	if (memfault_region_get_trap(region))
 		goto err_unlock;
 	/* One region per host page: a fault names an address, not a gpa. */
 	while (pos < u->nr_regs && u->regs[pos]->start < start)
@@ -1014,7 +1039,7 @@ memfault_uffd_register(struct memfault_uffd *u, struct memfault_region *region,
 		(u->nr_regs - pos) * sizeof(*u->regs));
 	u->regs[pos] = g;
 	u->nr_regs++;
-	memfault_region_set_uffd(region, g);
+	memfault_region_set_trap(region, &g->trap);
 	pthread_rwlock_unlock(&u->lock);
 	return 0;
 

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -10,6 +12,9 @@
 
 #include "memfault-private.h"
 #include "kvm-userfault-proposed.h"
+
+/* max_repeats of memfault_handlers when the caller leaves it 0 */
+#define DEFAULT_MAX_REPEATS 16
 
 static int
 check_extension(int fd, long cap)
@@ -327,5 +332,45 @@ memfault_vm_get_features(const struct memfault_vm *vm,
 		return -EINVAL;
 	memfault_copy_out(ret_features, size, &vm->features,
 			  sizeof(vm->features));
+	return 0;
+}
+
+void
+memfault_vm_log(const struct memfault_vm *vm, int level, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	if (!vm->handlers.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	vm->handlers.log(vm->handlers.user, level, msg);
+}
+
+MEMFAULT_EXPORT int
+memfault_vm_set_handlers(struct memfault_vm *vm,
+			 const struct memfault_handlers *h)
+{
+	struct memfault_handlers copy;
+
+	if (!vm || !OPTS_VALID(h, memfault_handlers))
+		return -EINVAL;
+	if (OPTS_GET(h, memfault_handlers, reserved, 0))
+		return -EINVAL;
+	memset(&copy, 0, sizeof(copy));
+	copy.sz = sizeof(copy);
+	copy.user = OPTS_GET(h, memfault_handlers, user, NULL);
+	copy.page_in = OPTS_GET(h, memfault_handlers, page_in, NULL);
+	copy.convert = OPTS_GET(h, memfault_handlers, convert, NULL);
+	copy.discard = OPTS_GET(h, memfault_handlers, discard, NULL);
+	copy.hwpoison = OPTS_GET(h, memfault_handlers, hwpoison, NULL);
+	copy.other = OPTS_GET(h, memfault_handlers, other, NULL);
+	copy.log = OPTS_GET(h, memfault_handlers, log, NULL);
+	copy.max_repeats = OPTS_GET(h, memfault_handlers, max_repeats, 0);
+	if (!copy.max_repeats)
+		copy.max_repeats = DEFAULT_MAX_REPEATS;
+	vm->handlers = copy;
 	return 0;
 }
