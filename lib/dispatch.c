@@ -25,7 +25,6 @@ _Static_assert(VERDICT_INTERRUPTED < -4095, "collides with an errno");
  */
 #define MAX_FAULT_PAGES 512
 
-#define STAT_INC(v, field) memfault_stat_add(&(v)->stats.field, 1)
 
 static uint64_t
 now_ns(void)
@@ -48,7 +47,7 @@ static inline void
 handler_end(struct memfault_vcpu *vcpu, uint64_t t0)
 {
 	if (unlikely(vcpu->time_handlers))
-		memfault_stat_add(&vcpu->stats.handler_ns, now_ns() - t0);
+		memfault_counter_add(&vcpu->stats.handler_ns, now_ns() - t0);
 }
 
 /* A handler's verdict, checked: anything else is the handler's bug. */
@@ -90,7 +89,7 @@ page_in_one(struct memfault_vcpu *vcpu, struct memfault_region *region,
 		return r;
 	if (r == MEMFAULT_CLAIM_PRESENT) {
 		/* another vCPU fetched it, or it was never missing */
-		STAT_INC(vcpu, page_waits);
+		memfault_counter_add(&vcpu->stats.page_waits, 1);
 		return MEMFAULT_RESOLVED;
 	}
 	if (!h->page_in) {
@@ -117,7 +116,7 @@ page_in_one(struct memfault_vcpu *vcpu, struct memfault_region *region,
 		return r;
 	}
 	memfault_region_publish_page(region, page);
-	STAT_INC(vcpu, page_ins);
+	memfault_counter_add(&vcpu->stats.page_ins, 1);
 	return MEMFAULT_RESOLVED;
 }
 
@@ -249,11 +248,11 @@ dispatch_fault(struct memfault_vcpu *vcpu, const struct memfault_fault *f,
 	int r;
 
 	if (f->flags & MEMFAULT_FAULT_USERFAULT) {
-		STAT_INC(vcpu, userfaults);
+		memfault_counter_add(&vcpu->stats.userfaults, 1);
 		return resolve_userfault(vcpu, f);
 	}
 	if (f->flags & MEMFAULT_FAULT_HWPOISON) {
-		STAT_INC(vcpu, hwpoison);
+		memfault_counter_add(&vcpu->stats.hwpoison, 1);
 		return call_fault_handler(vcpu, "hwpoison", h->hwpoison, f);
 	}
 	if (is_conversion(vcpu->vm, f) && !(converted && !h->convert)) {
@@ -264,10 +263,10 @@ dispatch_fault(struct memfault_vcpu *vcpu, const struct memfault_fault *f,
 			*ret_default_conversion = true;
 		}
 		if (r == MEMFAULT_RESOLVED)
-			STAT_INC(vcpu, conversions);
+			memfault_counter_add(&vcpu->stats.conversions, 1);
 		return r;
 	}
-	STAT_INC(vcpu, other_faults);
+	memfault_counter_add(&vcpu->stats.other_faults, 1);
 	return call_fault_handler(vcpu, "other", h->other, f);
 }
 
@@ -305,7 +304,8 @@ memfault_vcpu_run_dispatch(struct memfault_vcpu *vcpu)
 
 		if (again) {
 			if (++repeats > vcpu->vm->handlers.max_repeats) {
-				STAT_INC(vcpu, repeat_trips);
+				memfault_counter_add(
+					&vcpu->stats.repeat_trips, 1);
 				memfault_vm_log(vcpu->vm, 3,
 						"fault at gpa %#llx came back %u times after it was resolved",
 						(unsigned long long)last.gpa,
@@ -324,15 +324,15 @@ memfault_vcpu_run_dispatch(struct memfault_vcpu *vcpu)
 			last.kernel_flags = vcpu->fault.kernel_flags;
 			last.error = vcpu->fault.error;
 			have_last = true;
-			STAT_INC(vcpu, retries);
+			memfault_counter_add(&vcpu->stats.retries, 1);
 			continue;
 		}
 		if (r == VERDICT_INTERRUPTED) {
-			STAT_INC(vcpu, interrupted);
+			memfault_counter_add(&vcpu->stats.interrupted, 1);
 			return MEMFAULT_RUN_INTERRUPTED;
 		}
 		if (r == MEMFAULT_TO_VMM) {
-			STAT_INC(vcpu, to_vmm);
+			memfault_counter_add(&vcpu->stats.to_vmm, 1);
 			return MEMFAULT_RUN_MEMORY_FAULT;
 		}
 		return r;
@@ -353,7 +353,7 @@ memfault_vcpu_get_stats(const struct memfault_vcpu *vcpu,
 	/* each counter has one writer, the vCPU thread: relaxed loads give
 	 * whole values, never torn ones */
 	for (size_t i = 0; i < sizeof(s) / sizeof(uint64_t); i++)
-		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+		dst[i] = MEMFAULT_READ_ONCE(src[i]);
 	memfault_copy_out(ret_stats, size, &s, sizeof(s));
 	return 0;
 }

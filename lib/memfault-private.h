@@ -13,6 +13,8 @@
 
 #include "memfault/memfault.h"
 
+#include "barrier.h"
+
 /* Everything is hidden by default (-fvisibility=hidden); this marks the
  * definitions of the public symbols, which must also be in memfault.map. */
 #define MEMFAULT_EXPORT __attribute__((visibility("default")))
@@ -119,7 +121,13 @@ struct memfault_vcpu {
 	bool fault_valid;
 	pid_t tid; /* atomic: the thread last seen in memfault_vcpu_run() */
 	struct memfault_fault fault;
-	/* written by the vCPU thread only, read by any (relaxed atomics) */
+	/*
+	 * Read by any thread (relaxed). uffd_faults and uffd_wait_ns are
+	 * added to by whichever thread serves the userfaultfd (its service
+	 * thread or a memfault_uffd_service() caller): memfault_add(). Every
+	 * other counter is written by the vCPU thread only:
+	 * memfault_counter_add(), no locked read-modify-write.
+	 */
 	struct memfault_vcpu_stats stats;
 
 	struct memfault_vm *vm;
@@ -202,13 +210,6 @@ int memfault_region_claim_page_vcpu(struct memfault_region *region,
 void memfault_region_publish_page(struct memfault_region *region,
 				  uint64_t page);
 
-/* One writer per counter: a relaxed load and store, no locked RMW. */
-static inline void
-memfault_stat_add(uint64_t *counter, uint64_t n)
-{
-	__atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + n,
-			 __ATOMIC_RELAXED);
-}
 void memfault_decode_fault(const struct kvm_run *run, int err,
 			   struct memfault_fault *fault);
 
@@ -250,7 +251,7 @@ memfault_region_get_trap(const struct memfault_region *region)
 {
 	/* Pairs with the store-release in memfault_region_set_trap(): who
 	 * sees the trap source sees it initialized. */
-	return __atomic_load_n(&region->trap, __ATOMIC_ACQUIRE);
+	return memfault_load_acquire(&region->trap);
 }
 
 static inline void
@@ -258,7 +259,7 @@ memfault_region_set_trap(struct memfault_region *region,
 			 struct memfault_trap *trap)
 {
 	/* Pairs with the load-acquire in memfault_region_get_trap(). */
-	__atomic_store_n(&region->trap, trap, __ATOMIC_RELEASE);
+	memfault_store_release(&region->trap, trap);
 }
 
 #endif /* MEMFAULT_PRIVATE_H */

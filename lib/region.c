@@ -287,7 +287,7 @@ memfault_region_new(struct memfault_vm *vm, uint32_t slot, uint64_t gpa,
 		}
 	}
 	/* the VM object outlives its regions, as it outlives its vCPUs */
-	__atomic_add_fetch(&vm->refs, 1, __ATOMIC_RELAXED);
+	memfault_add(&vm->refs, 1, MEMFAULT_RELAXED);
 	*ret_region = r;
 	return 0;
 err:
@@ -516,13 +516,11 @@ mark_claim(struct memfault_region *r, size_t w, unsigned long m,
 		if (take) {
 			/* seq_cst as the claim of memfault_region_claim():
 			 * pairs with the fence in publish_bits() */
-			if (__atomic_compare_exchange_n(&r->busy[w], &cur,
-							cur | take, false,
-							__ATOMIC_SEQ_CST,
-							__ATOMIC_RELAXED)) {
-				__atomic_add_fetch(&r->nr_busy,
-						   __builtin_popcountl(take),
-						   __ATOMIC_SEQ_CST);
+			if (memfault_cmpxchg(&r->busy[w], &cur, cur | take,
+					     MEMFAULT_SEQ_CST)) {
+				memfault_add(&r->nr_busy,
+					     __builtin_popcountl(take),
+					     MEMFAULT_SEQ_CST);
 				own |= take;
 				m &= ~take;
 			}
@@ -545,12 +543,12 @@ mark_claim(struct memfault_region *r, size_t w, unsigned long m,
 		ts.tv_nsec = (long)(left % 1000000000);
 		/* Counted before the last look at the bit: pairs with the
 		 * seq_cst clear and load in release_busy(). */
-		__atomic_add_fetch(&r->nr_waiters, 1, __ATOMIC_SEQ_CST);
-		fv = __atomic_load_n(fw, __ATOMIC_SEQ_CST);
+		memfault_add(&r->nr_waiters, 1, MEMFAULT_SEQ_CST);
+		fv = memfault_load_seq_cst(fw);
 		if (fv & fm)
 			(void)syscall(SYS_futex, fw, FUTEX_WAIT_PRIVATE, fv,
 				      &ts, NULL, 0);
-		__atomic_sub_fetch(&r->nr_waiters, 1, __ATOMIC_RELAXED);
+		memfault_sub(&r->nr_waiters, 1, MEMFAULT_RELAXED);
 	}
 	return own;
 }
@@ -581,9 +579,9 @@ mark_batch(struct memfault_region *r, struct memfault_trap *trap,
 	 * page still being fetched gets its bit too: harmless, its publish
 	 * clears it (hence -EBUSY). */
 	for (size_t i = 0; i < nw; i++)
-		__atomic_fetch_or(&r->missing[w0 + i],
+		memfault_fetch_or(&r->missing[w0 + i],
 				  word_mask(w0 + i, first, end),
-				  __ATOMIC_RELAXED);
+				  MEMFAULT_RELAXED);
 	/*
 	 * The bits before the invalidation. Pairs with the smp_rmb() between
 	 * the fault path's sample of mmu_invalidate_seq and its read of the
@@ -616,11 +614,11 @@ static int
 cpu_avx2(void)
 {
 	static int avx2 = -1;
-	int have = __atomic_load_n(&avx2, __ATOMIC_RELAXED);
+	int have = MEMFAULT_READ_ONCE(avx2);
 
 	if (have < 0) {
 		have = __builtin_cpu_supports("avx2") ? 1 : 0;
-		__atomic_store_n(&avx2, have, __ATOMIC_RELAXED);
+		MEMFAULT_WRITE_ONCE(avx2, have);
 	}
 	return have;
 }
@@ -680,7 +678,7 @@ fill_words(unsigned long *bm, size_t w, size_t lw, unsigned long v,
 #else
 	if (release) {
 		for (; w < lw; w++)
-			__atomic_store_n(&bm[w], v, MEMFAULT_RANGE_STORE_ORDER);
+			memfault_store_range(&bm[w], v);
 		return;
 	}
 #endif
@@ -706,13 +704,13 @@ memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 		/* nothing maps pages past the bitmap: only the bits */
 		size_t w = word_of(first), lw = word_of(end - 1);
 
-		__atomic_fetch_or(&r->missing[w], word_mask(w, first, end),
-				  __ATOMIC_RELAXED);
+		memfault_fetch_or(&r->missing[w], word_mask(w, first, end),
+				  MEMFAULT_RELAXED);
 		fill_words(r->missing, w + 1, lw, ~0ul, false);
 		if (w != lw)
-			__atomic_fetch_or(&r->missing[lw],
+			memfault_fetch_or(&r->missing[lw],
 					  word_mask(lw, first, end),
-					  __ATOMIC_RELAXED);
+					  MEMFAULT_RELAXED);
 		return 0;
 	}
 	deadline = mono_ns() + MARK_WAIT_NS;
@@ -738,8 +736,8 @@ release_busy(struct memfault_region *r, size_t w, unsigned long m)
 	/* seq_cst: store-load against the waiter, which increments
 	 * nr_waiters and then re-reads busy[] before sleeping; either it
 	 * sees the bit clear or we see it counted (memfault_region_claim()). */
-	unsigned long old = __atomic_fetch_and(&r->busy[w], ~m,
-					       __ATOMIC_SEQ_CST) & m;
+	unsigned long old = memfault_fetch_and(&r->busy[w], ~m,
+					       MEMFAULT_SEQ_CST) & m;
 	long n = 0;
 	uint32_t fm;
 
@@ -747,8 +745,8 @@ release_busy(struct memfault_region *r, size_t w, unsigned long m)
 		return;
 	for (unsigned long b = old; b; b &= b - 1)
 		n++;
-	__atomic_sub_fetch(&r->nr_busy, n, __ATOMIC_RELAXED);
-	if (!__atomic_load_n(&r->nr_waiters, __ATOMIC_SEQ_CST))
+	memfault_sub(&r->nr_busy, n, MEMFAULT_RELAXED);
+	if (!memfault_load_seq_cst(&r->nr_waiters))
 		return;
 	if (BITS_PER_WORD == 64 && (old & 0xffffffffull) &&
 	    (old >> 32 & 0xffffffffull)) {
@@ -770,7 +768,7 @@ memfault_region_publish_page(struct memfault_region *r, uint64_t page)
 	unsigned long m = bit_of(page);
 
 	/* Release: pairs as in memfault_region_publish(). */
-	__atomic_fetch_and(&r->missing[w], ~m, __ATOMIC_RELEASE);
+	memfault_fetch_and(&r->missing[w], ~m, MEMFAULT_RELEASE);
 	if (MEMFAULT_READ_ONCE(r->busy[w]) & m)
 		release_busy(r, w, m);
 }
@@ -801,7 +799,7 @@ one_word:
 		 * load-acquire in memfault_region_claim() and
 		 * memfault_region_is_missing(), and with the kernel's read of
 		 * userfault_bitmap in kvm_do_userfault(). */
-		__atomic_fetch_and(&r->missing[w], ~m, __ATOMIC_RELEASE);
+		memfault_fetch_and(&r->missing[w], ~m, MEMFAULT_RELEASE);
 		/* Then the claims, ordered after the bit by that release:
 		 * a woken waiter re-reads missing[] with acquire and finds
 		 * the page present. */
@@ -815,16 +813,16 @@ one_word:
 	 * atomic store of 0 is enough: a concurrent mark of one of their
 	 * pages races with publishing that very page, whatever we do. */
 	memfault_fence_release();
-	__atomic_fetch_and(&r->missing[w], ~word_mask(w, first, end),
+	memfault_fetch_and(&r->missing[w], ~word_mask(w, first, end),
 			   MEMFAULT_RANGE_STORE_ORDER);
 	fill_words(r->missing, w + 1, lw, 0ul, true);
-	__atomic_fetch_and(&r->missing[lw], ~word_mask(lw, first, end),
+	memfault_fetch_and(&r->missing[lw], ~word_mask(lw, first, end),
 			   MEMFAULT_RANGE_STORE_ORDER);
 	/* Store-load: the bits above must be visible before we look for
 	 * claims; pairs with the seq_cst claim in memfault_region_claim(),
 	 * so either we see its busy bit or it sees the page present. */
 	memfault_smp_mb();
-	if (!__atomic_load_n(&r->nr_busy, __ATOMIC_RELAXED))
+	if (!MEMFAULT_READ_ONCE(r->nr_busy))
 		return 0;
 	for (size_t i = w; i <= lw; i++) {
 		m = word_mask(i, first, end);
@@ -1040,14 +1038,14 @@ kick_wait(struct memfault_vcpu *vcpu, uint32_t *fw, uint32_t fv)
 
 	/* Pairs with the seq_cst kick_seq increment and kick_waiting load in
 	 * memfault_vcpu_kick() (store-load on both sides). */
-	__atomic_store_n(&vcpu->kick_waiting, 1, __ATOMIC_SEQ_CST);
-	seq = __atomic_load_n(&vcpu->kick_seq, __ATOMIC_SEQ_CST);
+	memfault_store_seq_cst(&vcpu->kick_waiting, 1);
+	seq = memfault_load_seq_cst(&vcpu->kick_seq);
 	/* Checked after every wake, as the caller loops back here. */
 	if (MEMFAULT_READ_ONCE(vcpu->run->immediate_exit)) {
 		r = -EINTR;
 		goto out;
 	}
-	if (!__atomic_load_n(&futex_waitv_missing, __ATOMIC_RELAXED)) {
+	if (!MEMFAULT_READ_ONCE(futex_waitv_missing)) {
 		struct futex_waitv w[2];
 
 		memset(w, 0, sizeof(w));
@@ -1062,12 +1060,12 @@ kick_wait(struct memfault_vcpu *vcpu, uint32_t *fw, uint32_t fv)
 		if (syscall(SYS_futex_waitv, w, 2, 0, NULL, 0) >= 0 ||
 		    (errno != ENOSYS && errno != EPERM))
 			goto out;
-		__atomic_store_n(&futex_waitv_missing, 1, __ATOMIC_RELAXED);
+		MEMFAULT_WRITE_ONCE(futex_waitv_missing, 1);
 	}
 	/* The kick's wake goes to kick_seq, not to @fw: bound the sleep. */
 	syscall(SYS_futex, fw, FUTEX_WAIT_PRIVATE, fv, &slice, NULL, 0);
 out:
-	__atomic_store_n(&vcpu->kick_waiting, 0, __ATOMIC_RELAXED);
+	MEMFAULT_WRITE_ONCE(vcpu->kick_waiting, 0);
 	return r;
 }
 
@@ -1090,11 +1088,11 @@ claim_page(struct memfault_region *r, uint64_t page, uint32_t flags,
 			return MEMFAULT_CLAIM_PRESENT;
 		/* seq_cst: the claim must be visible before we re-read
 		 * missing[]; pairs with the fence in memfault_region_publish(). */
-		if (!(__atomic_fetch_or(&r->busy[w], m, __ATOMIC_SEQ_CST) & m)) {
-			__atomic_add_fetch(&r->nr_busy, 1, __ATOMIC_SEQ_CST);
+		if (!(memfault_fetch_or(&r->busy[w], m, MEMFAULT_SEQ_CST) & m)) {
+			memfault_add(&r->nr_busy, 1, MEMFAULT_SEQ_CST);
 			/* Ours. A publish may have completed between the
 			 * check above and the claim: look again. */
-			if (__atomic_load_n(&r->missing[w], __ATOMIC_SEQ_CST) & m)
+			if (memfault_load_seq_cst(&r->missing[w]) & m)
 				return MEMFAULT_CLAIM_FETCH;
 			release_busy(r, w, m);
 			return MEMFAULT_CLAIM_PRESENT;
@@ -1104,8 +1102,8 @@ claim_page(struct memfault_region *r, uint64_t page, uint32_t flags,
 		fw = futex_word(r, page, &fm);
 		/* Counted before the last look at the bit: pairs with the
 		 * seq_cst clear and load in release_busy(). */
-		__atomic_add_fetch(&r->nr_waiters, 1, __ATOMIC_SEQ_CST);
-		fv = __atomic_load_n(fw, __ATOMIC_SEQ_CST);
+		memfault_add(&r->nr_waiters, 1, MEMFAULT_SEQ_CST);
+		fv = memfault_load_seq_cst(fw);
 		/* Sleeps only while the futex word still holds @fv; a
 		 * publish or abort in between changes it and we retry. */
 		if (!(fv & fm))
@@ -1116,7 +1114,7 @@ claim_page(struct memfault_region *r, uint64_t page, uint32_t flags,
 				 NULL, 0) &&
 			 errno == EINTR)
 			err = -EINTR;
-		__atomic_sub_fetch(&r->nr_waiters, 1, __ATOMIC_RELAXED);
+		memfault_sub(&r->nr_waiters, 1, MEMFAULT_RELAXED);
 		if (err)
 			return err;
 	}

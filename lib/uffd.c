@@ -48,8 +48,6 @@
 #define WAKE_TRIES 3
 #define NBUCKETS MEMFAULT_UFFD_LATENCY_BUCKETS
 
-#define UADD(u, field, n) __atomic_fetch_add(&(u)->field, (n), __ATOMIC_RELAXED)
-#define ULOAD(u, field) __atomic_load_n(&(u)->field, __ATOMIC_RELAXED)
 
 /* A registered region; the trap source region.c and dispatch.c call. */
 struct memfault_uffd_reg {
@@ -130,12 +128,11 @@ lat_bucket_end(unsigned int i)
 static void
 record_latency(struct memfault_uffd *u, uint64_t ns)
 {
-	uint64_t max = ULOAD(u, max_ns);
+	uint64_t max = MEMFAULT_READ_ONCE(u->max_ns);
 
-	UADD(u, hist[lat_bucket(ns)], 1);
+	memfault_add(&u->hist[lat_bucket(ns)], 1, MEMFAULT_RELAXED);
 	while (ns > max &&
-	       !__atomic_compare_exchange_n(&u->max_ns, &max, ns, true,
-					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+	       !memfault_cmpxchg_weak(&u->max_ns, &max, ns, MEMFAULT_RELAXED))
 		;
 }
 
@@ -246,7 +243,7 @@ uffd_wake(int fd, uintptr_t addr)
 static void *
 bounce_get(struct memfault_uffd *u, int *slot)
 {
-	uint64_t used = __atomic_load_n(&u->bounce_used, __ATOMIC_RELAXED);
+	uint64_t used = MEMFAULT_READ_ONCE(u->bounce_used);
 	void *p;
 
 	while (~used) {
@@ -254,10 +251,9 @@ bounce_get(struct memfault_uffd *u, int *slot)
 
 		/* Acquire: pairs with the release in bounce_put(), so the
 		 * previous user's UFFDIO_COPY read the page before we fill it. */
-		if (__atomic_compare_exchange_n(&u->bounce_used, &used,
-						used | (1ull << i), true,
-						__ATOMIC_ACQUIRE,
-						__ATOMIC_RELAXED)) {
+		if (memfault_cmpxchg_weak(&u->bounce_used, &used,
+					  used | (1ull << i),
+					  MEMFAULT_ACQUIRE)) {
 			*slot = i;
 			p = u->bounce + ((size_t)i << memfault_page_shift);
 			/* The previous page-in's bytes must not reach this
@@ -282,7 +278,7 @@ bounce_put(struct memfault_uffd *u, void *p, int slot)
 		return;
 	}
 	/* Release: pairs with the acquire in bounce_get(). */
-	__atomic_fetch_and(&u->bounce_used, ~(1ull << slot), __ATOMIC_RELEASE);
+	memfault_fetch_and(&u->bounce_used, ~(1ull << slot), MEMFAULT_RELEASE);
 }
 
 /* ---- fetching and installing ---- */
@@ -383,7 +379,7 @@ trap_page_in(struct memfault_trap *t, struct memfault_vcpu *vcpu,
 	int r = fill_and_install(g, vcpu, page);
 
 	if (r == MEMFAULT_RESOLVED)
-		UADD(g->u, kvm_page_ins, 1);
+		memfault_add(&g->u->kvm_page_ins, 1, MEMFAULT_RELAXED);
 	return r;
 }
 
@@ -431,7 +427,7 @@ fail_page(struct memfault_uffd *u, struct memfault_uffd_reg *g, uint64_t page,
 		uffd_wake(u->fd, addr);
 	}
 	memfault_region_abort(g->region, page);
-	UADD(u, errors, 1);
+	memfault_add(&u->errors, 1, MEMFAULT_RELAXED);
 	pthread_mutex_lock(&u->err_lock);
 	u->err_addr = addr;
 	u->err_gpa = gpa;
@@ -530,7 +526,7 @@ handle_msg(struct memfault_uffd *u, const struct uffd_msg *msg, uint64_t t0)
 	/* no UFFD_FEATURE_EVENT_* is enabled: nothing else arrives */
 	if (msg->event != UFFD_EVENT_PAGEFAULT)
 		return;
-	UADD(u, faults, 1);
+	memfault_add(&u->faults, 1, MEMFAULT_RELAXED);
 	addr = (uintptr_t)msg->arg.pagefault.address &
 	       ~(uintptr_t)(memfault_page_size - 1);
 	if (u->features & UFFD_FEATURE_THREAD_ID)
@@ -540,7 +536,7 @@ handle_msg(struct memfault_uffd *u, const struct uffd_msg *msg, uint64_t t0)
 	g = find_reg(u, addr);
 	if (!g) {
 		/* a region unregistered since the fault was queued */
-		UADD(u, unknown, 1);
+		memfault_add(&u->unknown, 1, MEMFAULT_RELAXED);
 		uffd_wake(u->fd, addr);
 		goto out;
 	}
@@ -551,13 +547,13 @@ handle_msg(struct memfault_uffd *u, const struct uffd_msg *msg, uint64_t t0)
 		if (r != MEMFAULT_CLAIM_PRESENT)
 			break;
 		if (install_present(u, g, page)) {
-			UADD(u, waits, 1);
+			memfault_add(&u->waits, 1, MEMFAULT_RELAXED);
 			goto out;
 		}
 		/* marked missing again: claim it for a fetch; marked and
 		 * published over and over, the thread faults again */
 		if (tries == PRESENT_RETRIES) {
-			UADD(u, waits, 1);
+			memfault_add(&u->waits, 1, MEMFAULT_RELAXED);
 			uffd_wake(u->fd, addr);
 			goto out;
 		}
@@ -567,7 +563,7 @@ handle_msg(struct memfault_uffd *u, const struct uffd_msg *msg, uint64_t t0)
 		if (r == MEMFAULT_RESOLVED) {
 			/* Installed first: the bit clears on a mapped page. */
 			memfault_region_publish_page(g->region, page);
-			UADD(u, page_ins, 1);
+			memfault_add(&u->page_ins, 1, MEMFAULT_RELAXED);
 			goto out;
 		}
 		if (r == MEMFAULT_TO_VMM) {
@@ -582,16 +578,15 @@ handle_msg(struct memfault_uffd *u, const struct uffd_msg *msg, uint64_t t0)
 	} else {
 		/* MEMFAULT_CLAIM_BUSY: the fetcher's install wakes us, or
 		 * its publish or abort does (trap_wake()) */
-		UADD(u, waits, 1);
+		memfault_add(&u->waits, 1, MEMFAULT_RELAXED);
 	}
 out:
 	ns = now_ns() - t0;
 	if (vcpu) {
-		/* not the vCPU thread's own counters: atomic adds */
-		__atomic_fetch_add(&vcpu->stats.uffd_faults, 1,
-				   __ATOMIC_RELAXED);
-		__atomic_fetch_add(&vcpu->stats.uffd_wait_ns, ns,
-				   __ATOMIC_RELAXED);
+		/* not the vCPU thread's own counters: whichever thread
+		 * serves the userfaultfd adds, so atomic adds */
+		memfault_add(&vcpu->stats.uffd_faults, 1, MEMFAULT_RELAXED);
+		memfault_add(&vcpu->stats.uffd_wait_ns, ns, MEMFAULT_RELAXED);
 	}
 	/* last: the histogram's sum reaching faults means all is counted */
 	record_latency(u, ns);
@@ -825,7 +820,7 @@ memfault_uffd_new(struct memfault_vm *vm, const struct memfault_uffd_opts *opts,
 		}
 	}
 	/* the VM outlives us, as it outlives its regions and vCPUs */
-	__atomic_add_fetch(&vm->refs, 1, __ATOMIC_RELAXED);
+	memfault_add(&vm->refs, 1, MEMFAULT_RELAXED);
 	*ret_uffd = u;
 	return 0;
 
@@ -1105,15 +1100,15 @@ memfault_uffd_get_stats(const struct memfault_uffd *u,
 		return -EINVAL;
 	memset(&s, 0, sizeof(s));
 	s.features = u->features;
-	s.faults = ULOAD(u, faults);
-	s.page_ins = ULOAD(u, page_ins);
-	s.kvm_page_ins = ULOAD(u, kvm_page_ins);
-	s.waits = ULOAD(u, waits);
-	s.unknown = ULOAD(u, unknown);
-	s.errors = ULOAD(u, errors);
-	s.latency_max_ns = ULOAD(u, max_ns);
+	s.faults = MEMFAULT_READ_ONCE(u->faults);
+	s.page_ins = MEMFAULT_READ_ONCE(u->page_ins);
+	s.kvm_page_ins = MEMFAULT_READ_ONCE(u->kvm_page_ins);
+	s.waits = MEMFAULT_READ_ONCE(u->waits);
+	s.unknown = MEMFAULT_READ_ONCE(u->unknown);
+	s.errors = MEMFAULT_READ_ONCE(u->errors);
+	s.latency_max_ns = MEMFAULT_READ_ONCE(u->max_ns);
 	for (unsigned int i = 0; i < NBUCKETS; i++) {
-		s.latency[i] = ULOAD(u, hist[i]);
+		s.latency[i] = MEMFAULT_READ_ONCE(u->hist[i]);
 		total += s.latency[i];
 	}
 	s.latency_p50_ns = percentile(s.latency, total, s.latency_max_ns, 50);

@@ -303,7 +303,7 @@ memfault_vm_unref(struct memfault_vm *vm)
 	/* acq_rel: the last owner must see every write the others made to
 	 * the VM before they dropped their references (release), and order
 	 * its own teardown after that (acquire). */
-	if (__atomic_sub_fetch(&vm->refs, 1, __ATOMIC_ACQ_REL))
+	if (memfault_sub(&vm->refs, 1, MEMFAULT_ACQ_REL))
 		return;
 	if (vm->own_fd)
 		close(vm->fd);
