@@ -26,28 +26,20 @@ _Static_assert(VERDICT_INTERRUPTED < -4095, "collides with an errno");
 #define MAX_FAULT_PAGES 512
 
 
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Handler timing costs two clock_gettime() per call: only when asked for
  * (MEMFAULT_VCPU_TIME_HANDLERS), never on the default fast path. */
 static inline uint64_t
 handler_start(const struct memfault_vcpu *vcpu)
 {
-	return unlikely(vcpu->time_handlers) ? now_ns() : 0;
+	return unlikely(vcpu->time_handlers) ? memfault_now_ns() : 0;
 }
 
 static inline void
 handler_end(struct memfault_vcpu *vcpu, uint64_t t0)
 {
 	if (unlikely(vcpu->time_handlers))
-		memfault_counter_add(&vcpu->stats.handler_ns, now_ns() - t0);
+		memfault_counter_add(&vcpu->stats.handler_ns,
+				     memfault_now_ns() - t0);
 }
 
 /* A handler's verdict, checked: anything else is the handler's bug. */

@@ -50,6 +50,9 @@ bool memfault_opts_valid(const void *opts, size_t known_size);
 		 (def))
 
 /* Copy min(caller size, library size) of an output struct. */
+/* CLOCK_MONOTONIC in nanoseconds (util.c). */
+uint64_t memfault_now_ns(void);
+
 void memfault_copy_out(void *dst, size_t dst_size, const void *src,
 		       size_t src_size);
 
