@@ -202,6 +202,18 @@ memfault_prepare_entry(struct kvm_run *run, bool reset_memory_fault)
 }
 
 void memfault_vm_unref(struct memfault_vm *vm);
+
+/* One memslot as KVM takes it; for memfault_set_memslot() (vm.c). */
+struct memfault_memslot {
+	uint32_t slot, flags; /* KVM_MEM_* */
+	uint64_t gpa, size;   /* size 0 deletes the slot */
+	void *hva;
+	uint64_t gmem_offset; /* with KVM_MEM_GUEST_MEMFD */
+	int gmem_fd;
+	unsigned long *bitmap; /* with KVM_MEM_USERFAULT */
+};
+int memfault_set_memslot(int vm_fd, bool have_region2,
+			 const struct memfault_memslot *slot);
 void memfault_vm_log(const struct memfault_vm *vm, int level, const char *fmt,
 		     ...) __attribute__((format(printf, 3, 4)));
 int memfault_region_claim_page(struct memfault_region *region, uint64_t page,

@@ -75,39 +75,21 @@ range_ok(const struct memfault_region *r, uint64_t first, uint64_t count)
 static int
 set_memslot(struct memfault_region *r, uint32_t flags, uint64_t size)
 {
-	struct memfault_vm *vm = r->vm;
+	struct memfault_memslot m = {
+		.slot = r->slot,
+		.flags = flags,
+		.gpa = r->gpa,
+		.size = size,
+		.hva = r->hva,
+		.gmem_offset = r->gmem_offset,
+		.gmem_fd = r->gmem_fd,
+		.bitmap = r->missing,
+	};
 
-	if (!(vm->features.flags & MEMFAULT_FEATURE_USER_MEMORY2) &&
-	    !(flags & ~(uint32_t)(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY))) {
-		/* kernels before 6.8 only know the first memslot ioctl */
-		struct kvm_userspace_memory_region m = {
-			.slot = r->slot,
-			.flags = flags,
-			.guest_phys_addr = r->gpa,
-			.memory_size = size,
-			.userspace_addr = (uintptr_t)r->hva,
-		};
-
-		return ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &m) ? -errno
-								       : 0;
-	} else {
-		struct kvm_userspace_memory_region2_uf m;
-
-		memset(&m, 0, sizeof(m));
-		m.slot = r->slot;
-		m.flags = flags;
-		m.guest_phys_addr = r->gpa;
-		m.memory_size = size;
-		m.userspace_addr = (uintptr_t)r->hva;
-		if (flags & KVM_MEM_GUEST_MEMFD) {
-			m.guest_memfd_offset = r->gmem_offset;
-			m.guest_memfd = (uint32_t)r->gmem_fd;
-		}
-		if (flags & KVM_MEM_USERFAULT)
-			m.userfault_bitmap = (uintptr_t)r->missing;
-		return ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION2, &m) ? -errno
-									: 0;
-	}
+	return memfault_set_memslot(r->vm->fd,
+				    r->vm->features.flags &
+					    MEMFAULT_FEATURE_USER_MEMORY2,
+				    &m);
 }
 
 static int
