@@ -78,7 +78,7 @@ uint32_t memfault_arch_host(void);
 extern uint64_t memfault_page_size;
 extern unsigned int memfault_page_shift;
 
-/* One memslot and its bitmaps (region.c). */
+/* One memslot and its bitmaps (region*.c). */
 struct memfault_region {
 	struct memfault_vm *vm;
 	uint64_t gpa, size, npages;
@@ -231,7 +231,7 @@ void memfault_decode_fault(const struct kvm_run *run, int err,
 /*
  * Trap sources: what, besides KVM's own memory-fault exit, stops a thread
  * on a missing page of a region (today userfaultfd, uffd.c). The bitmap
- * layer (region.c) and dispatch (dispatch.c) know only this interface; a
+ * layer (region*.c) and dispatch (dispatch.c) know only this interface; a
  * trap source embeds struct memfault_trap first in its per-region state
  * and installs it with memfault_region_set_trap() when it takes the
  * region, and clears it when it lets the region go.

@@ -323,7 +323,7 @@ memfault_vcpu_kick(struct memfault_vcpu *vcpu)
 	 * seq_cst increment orders the immediate_exit store before it
 	 * (release: a waiter reading the new value sees the kick), and with
 	 * the seq_cst load it pairs with the kick_waiting store and kick_seq
-	 * load of kick_wait() in region.c: either the waiter sees the new
+	 * load of kick_wait() in region-claim.c: either the waiter sees the new
 	 * value or we see it waiting. Both system calls are
 	 * async-signal-safe; errno is restored below.
 	 */
