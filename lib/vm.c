@@ -1,4 +1,9 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * VM objects: what memfault_vm_new() learns of the kernel (capabilities,
+ * the KVM Userfault probe), the library's one memslot writer, the VM's
+ * logger and handler registration, and its reference count.
+ */
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
