@@ -11,6 +11,7 @@
 
 #include "barrier.h"
 #include "memfault-private.h"
+#include "classify.h"
 
 /* The caller's thread id, read once per thread: gettid() would be a second
  * system call on every memfault_vcpu_run(). initial-exec: a plain %fs/tpidr
