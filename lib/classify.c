@@ -4,6 +4,7 @@
  * architecture, for memfault_vcpu_run() and memfault_exit_classify() alike.
  */
 #include "memfault-private.h"
+#include "classify.h"
 #include "kvm-userfault-proposed.h"
 
 /* Public constants and layouts must agree with the kernel's. */

@@ -3,8 +3,6 @@
  * Dispatch: resolve memory faults inside the run loop.
  */
 #include <limits.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
@@ -12,7 +10,6 @@
 #include "barrier.h"
 #include "memfault-private.h"
 
-#define DEFAULT_MAX_REPEATS 16
 /*
  * Internal verdict: a kick arrived while resolving a fault. Outside both
  * enum memfault_verdict and the negative errnos (-4095..-1) a handler may
@@ -28,70 +25,21 @@ _Static_assert(VERDICT_INTERRUPTED < -4095, "collides with an errno");
  */
 #define MAX_FAULT_PAGES 512
 
-#define STAT_INC(v, field) memfault_stat_add(&(v)->stats.field, 1)
-
-void
-memfault_vm_log(const struct memfault_vm *vm, int level, const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-
-	if (!vm->handlers.log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	vm->handlers.log(vm->handlers.user, level, msg);
-}
-
-MEMFAULT_EXPORT int
-memfault_vm_set_handlers(struct memfault_vm *vm,
-			 const struct memfault_handlers *h)
-{
-	struct memfault_handlers copy;
-
-	if (!vm || !OPTS_VALID(h, memfault_handlers))
-		return -EINVAL;
-	if (OPTS_GET(h, memfault_handlers, reserved, 0))
-		return -EINVAL;
-	memset(&copy, 0, sizeof(copy));
-	copy.sz = sizeof(copy);
-	copy.user = OPTS_GET(h, memfault_handlers, user, NULL);
-	copy.page_in = OPTS_GET(h, memfault_handlers, page_in, NULL);
-	copy.convert = OPTS_GET(h, memfault_handlers, convert, NULL);
-	copy.discard = OPTS_GET(h, memfault_handlers, discard, NULL);
-	copy.hwpoison = OPTS_GET(h, memfault_handlers, hwpoison, NULL);
-	copy.other = OPTS_GET(h, memfault_handlers, other, NULL);
-	copy.log = OPTS_GET(h, memfault_handlers, log, NULL);
-	copy.max_repeats = OPTS_GET(h, memfault_handlers, max_repeats, 0);
-	if (!copy.max_repeats)
-		copy.max_repeats = DEFAULT_MAX_REPEATS;
-	vm->handlers = copy;
-	return 0;
-}
-
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Handler timing costs two clock_gettime() per call: only when asked for
  * (MEMFAULT_VCPU_TIME_HANDLERS), never on the default fast path. */
 static inline uint64_t
 handler_start(const struct memfault_vcpu *vcpu)
 {
-	return unlikely(vcpu->time_handlers) ? now_ns() : 0;
+	return unlikely(vcpu->time_handlers) ? memfault_now_ns() : 0;
 }
 
 static inline void
 handler_end(struct memfault_vcpu *vcpu, uint64_t t0)
 {
 	if (unlikely(vcpu->time_handlers))
-		memfault_stat_add(&vcpu->stats.handler_ns, now_ns() - t0);
+		memfault_counter_add(&vcpu->stats.handler_ns,
+				     memfault_now_ns() - t0);
 }
 
 /* A handler's verdict, checked: anything else is the handler's bug. */
@@ -120,7 +68,7 @@ page_in_one(struct memfault_vcpu *vcpu, struct memfault_region *region,
 	    uint64_t page, const struct memfault_fault *f)
 {
 	const struct memfault_handlers *h = &vcpu->vm->handlers;
-	struct memfault_uffd_reg *ureg;
+	struct memfault_trap *trap;
 	uint64_t t0;
 	int r;
 
@@ -133,18 +81,18 @@ page_in_one(struct memfault_vcpu *vcpu, struct memfault_region *region,
 		return r;
 	if (r == MEMFAULT_CLAIM_PRESENT) {
 		/* another vCPU fetched it, or it was never missing */
-		STAT_INC(vcpu, page_waits);
+		memfault_counter_add(&vcpu->stats.page_waits, 1);
 		return MEMFAULT_RESOLVED;
 	}
 	if (!h->page_in) {
 		memfault_region_abort(region, page);
 		return MEMFAULT_TO_VMM;
 	}
-	ureg = memfault_region_get_uffd(region);
+	trap = memfault_region_get_trap(region);
 	t0 = handler_start(vcpu);
-	/* With userfaultfd, a write to the hva would itself fault: the page
-	 * is filled aside and installed by uffd.c. */
-	r = ureg ? memfault_uffd_page_in(ureg, vcpu, page) :
+	/* Under a trap source a write to the hva would itself trap: the page
+	 * is filled aside and installed by the trap source. */
+	r = trap ? trap->ops->page_in(trap, vcpu, page) :
 		   h->page_in(h->user, vcpu, region, page,
 			      region->hva ? (char *)region->hva +
 						    (page << memfault_page_shift) :
@@ -160,7 +108,7 @@ page_in_one(struct memfault_vcpu *vcpu, struct memfault_region *region,
 		return r;
 	}
 	memfault_region_publish_page(region, page);
-	STAT_INC(vcpu, page_ins);
+	memfault_counter_add(&vcpu->stats.page_ins, 1);
 	return MEMFAULT_RESOLVED;
 }
 
@@ -292,11 +240,11 @@ dispatch_fault(struct memfault_vcpu *vcpu, const struct memfault_fault *f,
 	int r;
 
 	if (f->flags & MEMFAULT_FAULT_USERFAULT) {
-		STAT_INC(vcpu, userfaults);
+		memfault_counter_add(&vcpu->stats.userfaults, 1);
 		return resolve_userfault(vcpu, f);
 	}
 	if (f->flags & MEMFAULT_FAULT_HWPOISON) {
-		STAT_INC(vcpu, hwpoison);
+		memfault_counter_add(&vcpu->stats.hwpoison, 1);
 		return call_fault_handler(vcpu, "hwpoison", h->hwpoison, f);
 	}
 	if (is_conversion(vcpu->vm, f) && !(converted && !h->convert)) {
@@ -307,10 +255,10 @@ dispatch_fault(struct memfault_vcpu *vcpu, const struct memfault_fault *f,
 			*ret_default_conversion = true;
 		}
 		if (r == MEMFAULT_RESOLVED)
-			STAT_INC(vcpu, conversions);
+			memfault_counter_add(&vcpu->stats.conversions, 1);
 		return r;
 	}
-	STAT_INC(vcpu, other_faults);
+	memfault_counter_add(&vcpu->stats.other_faults, 1);
 	return call_fault_handler(vcpu, "other", h->other, f);
 }
 
@@ -348,7 +296,8 @@ memfault_vcpu_run_dispatch(struct memfault_vcpu *vcpu)
 
 		if (again) {
 			if (++repeats > vcpu->vm->handlers.max_repeats) {
-				STAT_INC(vcpu, repeat_trips);
+				memfault_counter_add(
+					&vcpu->stats.repeat_trips, 1);
 				memfault_vm_log(vcpu->vm, 3,
 						"fault at gpa %#llx came back %u times after it was resolved",
 						(unsigned long long)last.gpa,
@@ -367,15 +316,15 @@ memfault_vcpu_run_dispatch(struct memfault_vcpu *vcpu)
 			last.kernel_flags = vcpu->fault.kernel_flags;
 			last.error = vcpu->fault.error;
 			have_last = true;
-			STAT_INC(vcpu, retries);
+			memfault_counter_add(&vcpu->stats.retries, 1);
 			continue;
 		}
 		if (r == VERDICT_INTERRUPTED) {
-			STAT_INC(vcpu, interrupted);
+			memfault_counter_add(&vcpu->stats.interrupted, 1);
 			return MEMFAULT_RUN_INTERRUPTED;
 		}
 		if (r == MEMFAULT_TO_VMM) {
-			STAT_INC(vcpu, to_vmm);
+			memfault_counter_add(&vcpu->stats.to_vmm, 1);
 			return MEMFAULT_RUN_MEMORY_FAULT;
 		}
 		return r;
@@ -396,7 +345,7 @@ memfault_vcpu_get_stats(const struct memfault_vcpu *vcpu,
 	/* each counter has one writer, the vCPU thread: relaxed loads give
 	 * whole values, never torn ones */
 	for (size_t i = 0; i < sizeof(s) / sizeof(uint64_t); i++)
-		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+		dst[i] = MEMFAULT_READ_ONCE(src[i]);
 	memfault_copy_out(ret_stats, size, &s, sizeof(s));
 	return 0;
 }

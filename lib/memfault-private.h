@@ -13,6 +13,8 @@
 
 #include "memfault/memfault.h"
 
+#include "barrier.h"
+
 /* Everything is hidden by default (-fvisibility=hidden); this marks the
  * definitions of the public symbols, which must also be in memfault.map. */
 #define MEMFAULT_EXPORT __attribute__((visibility("default")))
@@ -48,6 +50,9 @@ bool memfault_opts_valid(const void *opts, size_t known_size);
 		 (def))
 
 /* Copy min(caller size, library size) of an output struct. */
+/* CLOCK_MONOTONIC in nanoseconds (util.c). */
+uint64_t memfault_now_ns(void);
+
 void memfault_copy_out(void *dst, size_t dst_size, const void *src,
 		       size_t src_size);
 
@@ -73,7 +78,7 @@ uint32_t memfault_arch_host(void);
 extern uint64_t memfault_page_size;
 extern unsigned int memfault_page_shift;
 
-/* One memslot and its bitmaps (region.c). */
+/* One memslot and its bitmaps (region*.c). */
 struct memfault_region {
 	struct memfault_vm *vm;
 	uint64_t gpa, size, npages;
@@ -92,9 +97,10 @@ struct memfault_region {
 	/* atomic: threads about to sleep or asleep in FUTEX_WAIT, so that
 	 * releasing a claim nobody waits for makes no system call */
 	long nr_waiters;
-	/* atomic: the userfaultfd registration (uffd.c), or NULL; set and
-	 * cleared by setup calls, read by dispatch with acquire */
-	struct memfault_uffd_reg *uffd;
+	/* atomic: the trap source that took the region (see struct
+	 * memfault_trap_ops), or NULL; set and cleared by setup calls, read
+	 * with acquire */
+	struct memfault_trap *trap;
 };
 
 struct memfault_vm {
@@ -118,7 +124,13 @@ struct memfault_vcpu {
 	bool fault_valid;
 	pid_t tid; /* atomic: the thread last seen in memfault_vcpu_run() */
 	struct memfault_fault fault;
-	/* written by the vCPU thread only, read by any (relaxed atomics) */
+	/*
+	 * Read by any thread (relaxed). uffd_faults and uffd_wait_ns are
+	 * added to by whichever thread serves the userfaultfd (its service
+	 * thread or a memfault_uffd_service() caller): memfault_add(). Every
+	 * other counter is written by the vCPU thread only:
+	 * memfault_counter_add(), no locked read-modify-write.
+	 */
 	struct memfault_vcpu_stats stats;
 
 	struct memfault_vm *vm;
@@ -138,58 +150,19 @@ struct memfault_vcpu {
 	size_t run_size;
 };
 
-/* The largest errno a system call returns (MAX_ERRNO, include/linux/err.h). */
-#define MEMFAULT_MAX_ERRNO 4095
-
-/* Classify a failed KVM_RUN (ret == -1, @err = errno in 1..4095). */
-int memfault_classify_error(const struct kvm_run *run, int err,
-			    struct memfault_fault *fault);
-/* Everything but an ordinary exit: a memory fault with ret 0, a failure,
- * or a result that is not one (-EPROTO). */
-int memfault_classify_slow(const struct kvm_run *run, int ret, int err,
-			   struct memfault_fault *fault);
-
-/*
- * The exit contract: what one KVM_RUN result (@ret, and *@err, the errno
- * read right after it, only read when @ret is -1) and the kvm_run it left
- * mean. memfault_vcpu_run() and memfault_exit_classify() both call this,
- * so that they cannot disagree; inline, and @err a pointer (&errno), so
- * that an ordinary exit costs memfault_vcpu_run() two compares, no call
- * and no errno read. @fault is written only for MEMFAULT_RUN_MEMORY_FAULT.
- */
-static inline int
-memfault_classify_result(const struct kvm_run *run, int ret, const int *err,
-			 struct memfault_fault *fault)
-{
-	if (likely(ret == 0 && run->exit_reason != KVM_EXIT_MEMORY_FAULT))
-		return MEMFAULT_RUN_EXIT;
-	return memfault_classify_slow(run, ret, ret == -1 ? *err : 0, fault);
-}
-
-/* Whether the kernel of @ai leaves exit 39 alone on entry, so that
- * memfault_prepare_entry() may reset it (no arch reads it back today). */
-static inline bool
-memfault_arch_resets_memory_fault(const struct memfault_arch_info *ai)
-{
-	return !(ai->readback_exits & (1ull << KVM_EXIT_MEMORY_FAULT));
-}
-
-/*
- * Before each KVM_RUN whose result is classified: a KVM_RUN that fails
- * before it writes an exit (EINVAL, EIO, EBADF, ...) leaves the previous
- * exit_reason in place, and a leftover memory fault would read as a fresh
- * one. Only that value is reset; any other may be one the kernel reads
- * back on entry (arm64 KVM_EXIT_MMIO). Shared by memfault_vcpu_run() and
- * memfault_exit_prepare().
- */
-static inline void
-memfault_prepare_entry(struct kvm_run *run, bool reset_memory_fault)
-{
-	if (run->exit_reason == KVM_EXIT_MEMORY_FAULT && reset_memory_fault)
-		run->exit_reason = KVM_EXIT_UNKNOWN;
-}
-
 void memfault_vm_unref(struct memfault_vm *vm);
+
+/* One memslot as KVM takes it; for memfault_set_memslot() (vm.c). */
+struct memfault_memslot {
+	uint32_t slot, flags; /* KVM_MEM_* */
+	uint64_t gpa, size;   /* size 0 deletes the slot */
+	void *hva;
+	uint64_t gmem_offset; /* with KVM_MEM_GUEST_MEMFD */
+	int gmem_fd;
+	unsigned long *bitmap; /* with KVM_MEM_USERFAULT */
+};
+int memfault_set_memslot(int vm_fd, bool have_region2,
+			 const struct memfault_memslot *slot);
 void memfault_vm_log(const struct memfault_vm *vm, int level, const char *fmt,
 		     ...) __attribute__((format(printf, 3, 4)));
 int memfault_region_claim_page(struct memfault_region *region, uint64_t page,
@@ -201,56 +174,53 @@ int memfault_region_claim_page_vcpu(struct memfault_region *region,
 void memfault_region_publish_page(struct memfault_region *region,
 				  uint64_t page);
 
-/* One writer per counter: a relaxed load and store, no locked RMW. */
-static inline void
-memfault_stat_add(uint64_t *counter, uint64_t n)
-{
-	__atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + n,
-			 __ATOMIC_RELAXED);
-}
-void memfault_decode_fault(const struct kvm_run *run, int err,
-			   struct memfault_fault *fault);
-
 /*
- * userfaultfd backend (uffd.c). A region registered with
- * memfault_uffd_register() points to its registration; region.c stores the
- * pointer and calls the hooks below, dispatch.c installs KVM Userfault
- * page-ins through it.
+ * Trap sources: what, besides KVM's own memory-fault exit, stops a thread
+ * on a missing page of a region (today userfaultfd, uffd.c). The bitmap
+ * layer (region*.c) and dispatch (dispatch.c) know only this interface; a
+ * trap source embeds struct memfault_trap first in its per-region state
+ * and installs it with memfault_region_set_trap() when it takes the
+ * region, and clears it when it lets the region go.
  */
-struct memfault_uffd_reg;
+struct memfault_trap;
 
-static inline struct memfault_uffd_reg *
-memfault_region_get_uffd(const struct memfault_region *region)
+struct memfault_trap_ops {
+	/* page_in() for a page the caller claimed, filled where the trap
+	 * source can install it (userfaultfd: a bounce buffer or the MINOR
+	 * alias, then UFFDIO_COPY/UFFDIO_CONTINUE). Returns page_in()'s
+	 * verdict or -errno; the caller publishes or aborts. */
+	int (*page_in)(struct memfault_trap *t, struct memfault_vcpu *vcpu,
+		       uint64_t page);
+	/* After a publish or an abort of the pages: wake the host threads
+	 * trapped on them, so that they fault again. */
+	void (*wake)(struct memfault_trap *t, uint64_t first, uint64_t count);
+	/* Pages marked missing again, which the caller has claimed: unmap
+	 * them so the next access traps (KVM's mappings go too, by its MMU
+	 * notifier). 0 or -errno. */
+	int (*invalidate)(struct memfault_trap *t, uint64_t first,
+			  uint64_t count);
+	/* memfault_region_free() of the region: let it go, free the state. */
+	void (*gone)(struct memfault_trap *t);
+};
+
+struct memfault_trap {
+	const struct memfault_trap_ops *ops;
+};
+
+static inline struct memfault_trap *
+memfault_region_get_trap(const struct memfault_region *region)
 {
-	/* Pairs with the store-release in memfault_region_set_uffd(): who
-	 * sees the registration sees it initialized. */
-	return __atomic_load_n(&region->uffd, __ATOMIC_ACQUIRE);
+	/* Pairs with the store-release in memfault_region_set_trap(): who
+	 * sees the trap source sees it initialized. */
+	return memfault_load_acquire(&region->trap);
 }
 
 static inline void
-memfault_region_set_uffd(struct memfault_region *region,
-			 struct memfault_uffd_reg *reg)
+memfault_region_set_trap(struct memfault_region *region,
+			 struct memfault_trap *trap)
 {
-	/* Pairs with the load-acquire in memfault_region_get_uffd(). */
-	__atomic_store_n(&region->uffd, reg, __ATOMIC_RELEASE);
+	/* Pairs with the load-acquire in memfault_region_get_trap(). */
+	memfault_store_release(&region->trap, trap);
 }
-
-/* page_in() for a page the caller claimed on a registered region: into a
- * bounce buffer (MISSING) or the alias (MINOR), then installed with
- * UFFDIO_COPY/UFFDIO_CONTINUE. Returns page_in()'s verdict or -errno; the
- * caller publishes or aborts. */
-int memfault_uffd_page_in(struct memfault_uffd_reg *reg,
-			  struct memfault_vcpu *vcpu, uint64_t page);
-/* After memfault_region_publish() or memfault_region_abort(): wake the
- * host threads faulting on the pages, so they fault again. */
-void memfault_uffd_wake(struct memfault_uffd_reg *reg, uint64_t first,
-			uint64_t count);
-/* Pages marked missing again, which the caller has claimed: unmap them so
- * the next access faults (KVM's mappings go too, by its MMU notifier).
- * 0 or -errno of madvise(). */
-int memfault_uffd_zap(struct memfault_uffd_reg *reg, uint64_t first,
-		      uint64_t count);
-/* memfault_region_free() of a registered region: unregister it. */
-void memfault_uffd_region_gone(struct memfault_uffd_reg *reg);
 
 #endif /* MEMFAULT_PRIVATE_H */

@@ -13,10 +13,6 @@
  * thread's install wakes it. The service therefore never waits for a claim.
  */
 #include <fcntl.h>
-#include <limits.h>
-#include <poll.h>
-#include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,638 +20,12 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
-#include <linux/userfaultfd.h>
 
 #include "barrier.h"
 #include "memfault-private.h"
-
-/* Features used when offered: per-vCPU attribution, memfd regions (holes
- * trap as MISSING, mapped pages as MINOR), failure delivery. */
-#define WANTED_FEATURES                                                        \
-	(UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MISSING_SHMEM |                 \
-	 UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_POISON)
-/* Bounce pages shared by all page-ins at once; more get a page each. */
-#define BOUNCE_SLOTS 64
-#define MSG_BATCH 16
-/* UFFDIO_* return EAGAIN while the mm changes under them; bounded. */
-#define EAGAIN_RETRIES 1000
-/* A page found present, then missing again, so many times in a row. */
-#define PRESENT_RETRIES 8
-/* Tries of a wake-up or unregistration that failed (see wake_range()). */
-#define WAKE_TRIES 3
-#define NBUCKETS MEMFAULT_UFFD_LATENCY_BUCKETS
-
-#define UADD(u, field, n) __atomic_fetch_add(&(u)->field, (n), __ATOMIC_RELAXED)
-#define ULOAD(u, field) __atomic_load_n(&(u)->field, __ATOMIC_RELAXED)
-
-struct memfault_uffd_reg {
-	struct memfault_uffd *u;
-	struct memfault_region *region;
-	uintptr_t start; /* the region's hva */
-	uint64_t len;
-	char *alias; /* MINOR: the second mapping page_in() writes through */
-	uint32_t mode;
-};
-
-struct memfault_uffd {
-	struct memfault_vm *vm;
-	int fd;
-	int stop_fd; /* eventfd that ends the service thread's poll() */
-	uint64_t features;
-	pthread_t thread;
-	bool have_thread;
-
-	/* regs (sorted by start) and vcpus change under the write lock; each
-	 * service call holds the read lock while it handles a batch */
-	pthread_rwlock_t lock;
-	struct memfault_uffd_reg **regs;
-	size_t nr_regs;
-	struct memfault_vcpu **vcpus;
-	size_t nr_vcpus;
-
-	char *bounce;
-	uint64_t bounce_used; /* atomic: one bit per bounce page in use */
-
-	/* orders install_present() against memfault_uffd_zap() */
-	pthread_mutex_t zap_lock;
-
-	/* atomic: added to by every serving thread and vCPU */
-	uint64_t faults, page_ins, kvm_page_ins, waits, unknown, errors;
-	uint64_t max_ns;
-	uint64_t hist[NBUCKETS];
-
-	pthread_mutex_t err_lock; /* the last failure, as one record */
-	uint64_t err_addr, err_gpa;
-	int32_t err;
-	uint32_t err_tid;
-};
-
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* ---- latency histogram (bucket layout documented in memfault.h) ---- */
-
-static unsigned int
-lat_bucket(uint64_t ns)
-{
-	unsigned int o, i;
-
-	if (ns < 512)
-		return 0;
-	o = 63u - (unsigned int)__builtin_clzll(ns); /* >= 9 */
-	i = 1 + (o - 9) * 4 + (unsigned int)((ns >> (o - 2)) & 3);
-	return i < NBUCKETS ? i : NBUCKETS - 1;
-}
-
-/* First latency past bucket @i. */
-static uint64_t
-lat_bucket_end(unsigned int i)
-{
-	if (i == 0)
-		return 512;
-	return (uint64_t)(5 + (i - 1) % 4) << (7 + (i - 1) / 4);
-}
-
-static void
-record_latency(struct memfault_uffd *u, uint64_t ns)
-{
-	uint64_t max = ULOAD(u, max_ns);
-
-	UADD(u, hist[lat_bucket(ns)], 1);
-	while (ns > max &&
-	       !__atomic_compare_exchange_n(&u->max_ns, &max, ns, true,
-					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-		;
-}
-
-static uint64_t
-percentile(const uint64_t *hist, uint64_t total, uint64_t max,
-	   unsigned int pct)
-{
-	uint64_t rank = (total * pct + 99) / 100, seen = 0;
-
-	if (!total)
-		return 0;
-	for (unsigned int i = 0; i < NBUCKETS - 1; i++) {
-		seen += hist[i];
-		if (seen >= rank)
-			return lat_bucket_end(i) < max ? lat_bucket_end(i) : max;
-	}
-	return max;
-}
-
-/* ---- the userfaultfd ioctls ---- */
-
-static int
-uffd_copy(int fd, uintptr_t dst, const void *src)
-{
-	struct uffdio_copy c;
-
-	for (int i = 0;; i++) {
-		memset(&c, 0, sizeof(c));
-		c.dst = dst;
-		c.src = (uintptr_t)src;
-		c.len = memfault_page_size;
-		if (!ioctl(fd, UFFDIO_COPY, &c))
-			return 0;
-		if (errno != EAGAIN || i == EAGAIN_RETRIES)
-			return -errno;
-		sched_yield();
-	}
-}
-
-static int
-uffd_continue(int fd, uintptr_t addr)
-{
-	struct uffdio_continue c;
-
-	for (int i = 0;; i++) {
-		memset(&c, 0, sizeof(c));
-		c.range.start = addr;
-		c.range.len = memfault_page_size;
-		if (!ioctl(fd, UFFDIO_CONTINUE, &c))
-			return 0;
-		if (errno != EAGAIN || i == EAGAIN_RETRIES)
-			return -errno;
-		sched_yield();
-	}
-}
-
-static int
-uffd_zeropage(int fd, uintptr_t addr)
-{
-	struct uffdio_zeropage z;
-
-	for (int i = 0;; i++) {
-		memset(&z, 0, sizeof(z));
-		z.range.start = addr;
-		z.range.len = memfault_page_size;
-		if (!ioctl(fd, UFFDIO_ZEROPAGE, &z))
-			return 0;
-		if (errno != EAGAIN || i == EAGAIN_RETRIES)
-			return -errno;
-		sched_yield();
-	}
-}
-
-static int
-uffd_poison(int fd, uintptr_t addr)
-{
-	struct uffdio_poison p;
-
-	memset(&p, 0, sizeof(p));
-	p.range.start = addr;
-	p.range.len = memfault_page_size;
-	return ioctl(fd, UFFDIO_POISON, &p) ? -errno : 0;
-}
-
-/*
- * UFFDIO_WAKE fails only on arguments we never pass (EINVAL for a range
- * outside every registration), yet a lost wake-up leaves a thread asleep
- * for good: a failure is tried again, a bounded number of times.
- */
-static void
-wake_range(int fd, uintptr_t start, uint64_t len)
-{
-	struct uffdio_range r = { .start = start, .len = len };
-
-	for (int i = 0; i < WAKE_TRIES; i++)
-		if (!ioctl(fd, UFFDIO_WAKE, &r))
-			return;
-}
-
-static void
-uffd_wake(int fd, uintptr_t addr)
-{
-	wake_range(fd, addr, memfault_page_size);
-}
-
-/* ---- bounce buffers ---- */
-
-static void *
-bounce_get(struct memfault_uffd *u, int *slot)
-{
-	uint64_t used = __atomic_load_n(&u->bounce_used, __ATOMIC_RELAXED);
-	void *p;
-
-	while (~used) {
-		int i = __builtin_ctzll(~used);
-
-		/* Acquire: pairs with the release in bounce_put(), so the
-		 * previous user's UFFDIO_COPY read the page before we fill it. */
-		if (__atomic_compare_exchange_n(&u->bounce_used, &used,
-						used | (1ull << i), true,
-						__ATOMIC_ACQUIRE,
-						__ATOMIC_RELAXED)) {
-			*slot = i;
-			p = u->bounce + ((size_t)i << memfault_page_shift);
-			/* The previous page-in's bytes must not reach this
-			 * page: what page_in() leaves alone installs as
-			 * zeros (memfault.h). */
-			memset(p, 0, memfault_page_size);
-			return p;
-		}
-	}
-	/* more page-ins at once than slots: a page of our own (zeros) */
-	*slot = -1;
-	p = mmap(NULL, memfault_page_size, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
-}
-
-static void
-bounce_put(struct memfault_uffd *u, void *p, int slot)
-{
-	if (slot < 0) {
-		munmap(p, memfault_page_size);
-		return;
-	}
-	/* Release: pairs with the acquire in bounce_get(). */
-	__atomic_fetch_and(&u->bounce_used, ~(1ull << slot), __ATOMIC_RELEASE);
-}
-
-/* ---- fetching and installing ---- */
-
-static uintptr_t
-page_addr(const struct memfault_uffd_reg *g, uint64_t page)
-{
-	return g->start + (uintptr_t)(page << memfault_page_shift);
-}
-
-/*
- * Make pages fault again. MINOR: unmap them, the page cache stays (the
- * next fetch rewrites it through the alias). MISSING: their contents must
- * go too; MADV_DONTNEED does that for private memory, and MADV_REMOVE
- * (which refuses private memory) for shared memory, whose page cache
- * would otherwise be mapped again without a fault. Either unmaps, which
- * KVM's MMU notifier follows.
- */
-static int
-zap(const struct memfault_uffd_reg *g, uintptr_t addr, size_t len)
-{
-	if (g->mode == MEMFAULT_UFFD_MISSING &&
-	    !madvise((void *)addr, len, MADV_REMOVE))
-		return 0;
-	return madvise((void *)addr, len, MADV_DONTNEED) ? -errno : 0;
-}
-
-/* Install a page the caller has claimed and filled. */
-static int
-install_fetched(struct memfault_uffd_reg *g, uint64_t page, const void *src)
-{
-	uintptr_t addr = page_addr(g, page);
-	int r;
-
-	if (g->mode == MEMFAULT_UFFD_MINOR) {
-		r = uffd_continue(g->u->fd, addr);
-		/* Already mapped (by a stale fault before the page was marked
-		 * missing again): the mapping shows the page cache, which now
-		 * holds the new contents. */
-		if (r == -EEXIST) {
-			uffd_wake(g->u->fd, addr);
-			r = 0;
-		}
-		return r;
-	}
-	r = uffd_copy(g->u->fd, addr, src);
-	if (r == -EEXIST) {
-		/* A page is there where the bitmap says missing (a zero page
-		 * a stale fault installed just before the page was marked
-		 * missing): the fetched contents win. */
-		(void)zap(g, addr, memfault_page_size);
-		r = uffd_copy(g->u->fd, addr, src);
-	}
-	return r;
-}
-
-/* page_in() into the page's buffer, then install: page_in()'s verdict or
- * -errno. The caller holds the claim and publishes or aborts. */
-static int
-fill_and_install(struct memfault_uffd_reg *g, struct memfault_vcpu *vcpu,
-		 uint64_t page)
-{
-	const struct memfault_handlers *h = &g->u->vm->handlers;
-	void *buf = NULL, *hva;
-	int slot = -1, r;
-
-	if (!h->page_in)
-		return -EOPNOTSUPP;
-	if (g->mode == MEMFAULT_UFFD_MINOR) {
-		hva = g->alias + ((size_t)page << memfault_page_shift);
-	} else {
-		buf = bounce_get(g->u, &slot);
-		if (!buf)
-			return -ENOMEM;
-		hva = buf;
-	}
-	r = h->page_in(h->user, vcpu, g->region, page, hva, memfault_page_size);
-	if (r == MEMFAULT_RESOLVED)
-		r = install_fetched(g, page, buf);
-	if (buf)
-		bounce_put(g->u, buf, slot);
-	return r;
-}
-
-int
-memfault_uffd_page_in(struct memfault_uffd_reg *g, struct memfault_vcpu *vcpu,
-		      uint64_t page)
-{
-	int r = fill_and_install(g, vcpu, page);
-
-	if (r == MEMFAULT_RESOLVED)
-		UADD(g->u, kvm_page_ins, 1);
-	return r;
-}
-
-void
-memfault_uffd_wake(struct memfault_uffd_reg *g, uint64_t first, uint64_t count)
-{
-	wake_range(g->u->fd, page_addr(g, first), count << memfault_page_shift);
-}
-
-int
-memfault_uffd_zap(struct memfault_uffd_reg *g, uint64_t first, uint64_t count)
-{
-	int r;
-
-	/* Against install_present(): see there. */
-	pthread_mutex_lock(&g->u->zap_lock);
-	r = zap(g, page_addr(g, first), (size_t)(count << memfault_page_shift));
-	pthread_mutex_unlock(&g->u->zap_lock);
-	return r;
-}
-
-/*
- * A page-in of a userfaultfd fault failed: never retried here. Poison the
- * page while still holding the claim (UFFDIO_POISON wakes the faulting
- * threads, which get SIGBUS; a later fetch overwrites the marker), record
- * and log the failure, then abort the claim: the page stays missing.
- */
-static void
-fail_page(struct memfault_uffd *u, struct memfault_uffd_reg *g, uint64_t page,
-	  uint32_t tid, int err)
-{
-	uintptr_t addr = page_addr(g, page);
-	uint64_t gpa = g->region->gpa + (page << memfault_page_shift);
-	bool poisoned = false;
-
-	if (u->features & UFFD_FEATURE_POISON)
-		poisoned = !uffd_poison(u->fd, addr);
-	if (!poisoned) {
-		/* before 6.6: SIGBUS by hand, then let the thread run */
-		if (tid)
-			(void)syscall(SYS_tgkill, getpid(), (pid_t)tid, SIGBUS);
-		uffd_wake(u->fd, addr);
-	}
-	memfault_region_abort(g->region, page);
-	UADD(u, errors, 1);
-	pthread_mutex_lock(&u->err_lock);
-	u->err_addr = addr;
-	u->err_gpa = gpa;
-	u->err = err;
-	u->err_tid = tid;
-	pthread_mutex_unlock(&u->err_lock);
-	memfault_vm_log(u->vm, 3,
-			"userfaultfd page_in of gpa %#llx (hva %#llx, thread %u) failed: %d; the page stays missing and accesses get SIGBUS",
-			(unsigned long long)gpa, (unsigned long long)addr, tid,
-			err);
-}
-
-/*
- * A page found present faulted: map it again if it was unmapped, or wake.
- * Returns false, having done nothing, if the page is missing again: the
- * caller claims it anew.
- *
- * The claim saw the bit clear, but memfault_region_mark_missing() may have
- * set it and unmapped the page since: a zero page (MISSING) or the old
- * page cache (MINOR) installed now would be read as the page's contents
- * with no fault and no fetch. So the bit is checked again under the lock
- * memfault_uffd_zap() holds: either that zap comes after us and unmaps
- * what we install, or its bit, set before its zap, is visible here (the
- * mutex's unlock/lock orders them).
- */
-static bool
-install_present(struct memfault_uffd *u, struct memfault_uffd_reg *g,
-		uint64_t page)
-{
-	uintptr_t addr = page_addr(g, page);
-	int r;
-
-	pthread_mutex_lock(&u->zap_lock);
-	if (memfault_region_is_missing(g->region, page) == 1) {
-		pthread_mutex_unlock(&u->zap_lock);
-		return false;
-	}
-	if (g->mode == MEMFAULT_UFFD_MINOR) {
-		r = uffd_continue(u->fd, addr);
-		if (r == -EFAULT) {
-			/* a hole in the memfd: a read through the alias puts a
-			 * zero page in the page cache, as a plain fault would */
-			(void)*(volatile char *)(g->alias +
-						 ((size_t)page << memfault_page_shift));
-			r = uffd_continue(u->fd, addr);
-		}
-	} else {
-		/* anonymous memory that was unmapped reads as zeros */
-		r = uffd_zeropage(u->fd, addr);
-	}
-	pthread_mutex_unlock(&u->zap_lock);
-	if (r)
-		uffd_wake(u->fd, addr); /* EEXIST: mapped meanwhile */
-	return true;
-}
-
-static struct memfault_uffd_reg *
-find_reg(const struct memfault_uffd *u, uintptr_t addr)
-{
-	size_t lo = 0, hi = u->nr_regs;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		struct memfault_uffd_reg *g = u->regs[mid];
-
-		if (addr < g->start)
-			hi = mid;
-		else if (addr - g->start >= g->len)
-			lo = mid + 1;
-		else
-			return g;
-	}
-	return NULL;
-}
-
-static struct memfault_vcpu *
-find_vcpu(const struct memfault_uffd *u, uint32_t tid)
-{
-	for (size_t i = 0; i < u->nr_vcpus; i++)
-		if ((uint32_t)MEMFAULT_READ_ONCE(u->vcpus[i]->tid) == tid)
-			return u->vcpus[i];
-	return NULL;
-}
-
-/* One message, read at @t0; the caller holds the read lock. */
-static void
-handle_msg(struct memfault_uffd *u, const struct uffd_msg *msg, uint64_t t0)
-{
-	struct memfault_vcpu *vcpu = NULL;
-	struct memfault_uffd_reg *g;
-	uintptr_t addr;
-	uint64_t page, ns;
-	uint32_t tid = 0;
-	int r;
-
-	/* no UFFD_FEATURE_EVENT_* is enabled: nothing else arrives */
-	if (msg->event != UFFD_EVENT_PAGEFAULT)
-		return;
-	UADD(u, faults, 1);
-	addr = (uintptr_t)msg->arg.pagefault.address &
-	       ~(uintptr_t)(memfault_page_size - 1);
-	if (u->features & UFFD_FEATURE_THREAD_ID)
-		tid = msg->arg.pagefault.feat.ptid;
-	if (tid)
-		vcpu = find_vcpu(u, tid);
-	g = find_reg(u, addr);
-	if (!g) {
-		/* a region unregistered since the fault was queued */
-		UADD(u, unknown, 1);
-		uffd_wake(u->fd, addr);
-		goto out;
-	}
-	page = (addr - g->start) >> memfault_page_shift;
-	for (int tries = 0;; tries++) {
-		r = memfault_region_claim_page(g->region, page,
-					       MEMFAULT_CLAIM_NOWAIT);
-		if (r != MEMFAULT_CLAIM_PRESENT)
-			break;
-		if (install_present(u, g, page)) {
-			UADD(u, waits, 1);
-			goto out;
-		}
-		/* marked missing again: claim it for a fetch; marked and
-		 * published over and over, the thread faults again */
-		if (tries == PRESENT_RETRIES) {
-			UADD(u, waits, 1);
-			uffd_wake(u->fd, addr);
-			goto out;
-		}
-	}
-	if (r == MEMFAULT_CLAIM_FETCH) {
-		r = fill_and_install(g, vcpu, page);
-		if (r == MEMFAULT_RESOLVED) {
-			/* Installed first: the bit clears on a mapped page. */
-			memfault_region_publish_page(g->region, page);
-			UADD(u, page_ins, 1);
-			goto out;
-		}
-		if (r == MEMFAULT_TO_VMM) {
-			/* a host thread has no VMM to return to */
-			r = -EOPNOTSUPP;
-		} else if (r > 0 || r <= -4096) {
-			memfault_vm_log(u->vm, 3,
-					"page_in handler returned %d", r);
-			r = -EPROTO;
-		}
-		fail_page(u, g, page, tid, r);
-	} else {
-		/* MEMFAULT_CLAIM_BUSY: the fetcher's install wakes us, or
-		 * its publish or abort does (memfault_uffd_wake()) */
-		UADD(u, waits, 1);
-	}
-out:
-	ns = now_ns() - t0;
-	if (vcpu) {
-		/* not the vCPU thread's own counters: atomic adds */
-		__atomic_fetch_add(&vcpu->stats.uffd_faults, 1,
-				   __ATOMIC_RELAXED);
-		__atomic_fetch_add(&vcpu->stats.uffd_wait_ns, ns,
-				   __ATOMIC_RELAXED);
-	}
-	/* last: the histogram's sum reaching faults means all is counted */
-	record_latency(u, ns);
-}
-
-static int
-service(struct memfault_uffd *u, uint32_t max)
-{
-	struct uffd_msg msgs[MSG_BATCH];
-	uint32_t done = 0;
-
-	if (max > INT_MAX)
-		max = INT_MAX;
-	while (done < max) {
-		size_t want = max - done < MSG_BATCH ? max - done : MSG_BATCH;
-		ssize_t n = read(u->fd, msgs, want * sizeof(msgs[0]));
-		uint64_t t0;
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || done)
-				break;
-			return -errno;
-		}
-		n /= (ssize_t)sizeof(msgs[0]);
-		if (!n)
-			break;
-		t0 = now_ns();
-		pthread_rwlock_rdlock(&u->lock);
-		for (ssize_t i = 0; i < n; i++)
-			handle_msg(u, &msgs[i], t0);
-		pthread_rwlock_unlock(&u->lock);
-		done += (uint32_t)n;
-	}
-	return (int)done;
-}
-
-MEMFAULT_EXPORT int
-memfault_uffd_service(struct memfault_uffd *u, uint32_t max_events)
-{
-	if (!u || !max_events)
-		return -EINVAL;
-	return service(u, max_events);
-}
-
-static void *
-service_main(void *arg)
-{
-	struct memfault_uffd *u = arg;
-	struct pollfd p[2] = {
-		{ .fd = u->fd, .events = POLLIN },
-		{ .fd = u->stop_fd, .events = POLLIN },
-	};
-
-	for (;;) {
-		if (poll(p, 2, -1) < 0) {
-			if (errno != EINTR && errno != ENOMEM) {
-				memfault_vm_log(u->vm, 3,
-						"userfaultfd service thread: poll failed: %d",
-						-errno);
-				return NULL;
-			}
-			continue;
-		}
-		if (p[1].revents)
-			return NULL;
-		if (p[0].revents & POLLIN)
-			(void)service(u, 64);
-		else if (p[0].revents & (POLLERR | POLLHUP | POLLNVAL)) {
-			/* would spin: not seen on an initialized userfaultfd */
-			memfault_vm_log(u->vm, 3,
-					"userfaultfd service thread: poll revents %#x",
-					(unsigned int)p[0].revents);
-			return NULL;
-		}
-	}
-}
+#include "uffd-private.h"
 
 /* ---- setup ---- */
 
@@ -745,7 +115,7 @@ start_thread(struct memfault_uffd *u)
 	/* The VMM's signals (kicks, timers) go to its own threads. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(&u->thread, NULL, service_main, u);
+	r = pthread_create(&u->thread, NULL, uffd_service_main, u);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r)
 		return -r;
@@ -811,7 +181,7 @@ memfault_uffd_new(struct memfault_vm *vm, const struct memfault_uffd_opts *opts,
 		}
 	}
 	/* the VM outlives us, as it outlives its regions and vCPUs */
-	__atomic_add_fetch(&vm->refs, 1, __ATOMIC_RELAXED);
+	memfault_add(&vm->refs, 1, MEMFAULT_RELAXED);
 	*ret_uffd = u;
 	return 0;
 
@@ -839,7 +209,7 @@ unregister_reg(struct memfault_uffd *u, struct memfault_uffd_reg *g)
 	for (int i = 0; i < WAKE_TRIES; i++)
 		if (!ioctl(u->fd, UFFDIO_UNREGISTER, &r))
 			break;
-	memfault_region_set_uffd(g->region, NULL);
+	memfault_region_set_trap(g->region, NULL);
 	for (size_t i = 0; i < u->nr_regs; i++) {
 		if (u->regs[i] != g)
 			continue;
@@ -857,7 +227,7 @@ memfault_uffd_free(struct memfault_uffd *u)
 		return;
 	if (u->have_thread) {
 		uint64_t one = 1;
-		/* ends the poll() in service_main(); one add to a fresh
+		/* ends the poll() in uffd_service_main(); one add to a fresh
 		 * eventfd counter cannot fail */
 		ssize_t n = write(u->stop_fd, &one, sizeof(one));
 
@@ -865,7 +235,7 @@ memfault_uffd_free(struct memfault_uffd *u)
 		pthread_join(u->thread, NULL);
 	}
 	/* Faults already queued get their pages (page_in() as usual). */
-	while (service(u, 64) > 0)
+	while (uffd_serve(u, 64) > 0)
 		;
 	pthread_rwlock_wrlock(&u->lock);
 	while (u->nr_regs) {
@@ -889,9 +259,11 @@ memfault_uffd_free(struct memfault_uffd *u)
 	free(u);
 }
 
-void
-memfault_uffd_region_gone(struct memfault_uffd_reg *g)
+/* memfault_region_free() of a registered region: unregister it. */
+static void
+trap_gone(struct memfault_trap *t)
 {
+	struct memfault_uffd_reg *g = uffd_reg_of(t);
 	struct memfault_uffd *u = g->u;
 
 	pthread_rwlock_wrlock(&u->lock);
@@ -899,6 +271,14 @@ memfault_uffd_region_gone(struct memfault_uffd_reg *g)
 	pthread_rwlock_unlock(&u->lock);
 	free(g);
 }
+
+/* What region.c and dispatch.c call on a registered region. */
+static const struct memfault_trap_ops uffd_trap_ops = {
+	.page_in = uffd_trap_page_in,
+	.wake = uffd_trap_wake,
+	.invalidate = uffd_trap_invalidate,
+	.gone = trap_gone,
+};
 
 MEMFAULT_EXPORT int
 memfault_uffd_get_fd(const struct memfault_uffd *u)
@@ -920,7 +300,7 @@ zap_missing(struct memfault_uffd_reg *g)
 		if (memfault_region_find_present(region, p, &q))
 			q = region->npages;
 		/* the range is mapped: UFFDIO_REGISTER checked */
-		r = memfault_uffd_zap(g, p, q - p);
+		r = uffd_trap_invalidate(&g->trap, p, q - p);
 		if (r)
 			return r;
 		p = q;
@@ -962,12 +342,13 @@ memfault_uffd_register(struct memfault_uffd *u, struct memfault_region *region,
 	g->region = region;
 	g->start = start;
 	g->len = region->size;
+	g->trap.ops = &uffd_trap_ops;
 	g->alias = alias;
 	g->mode = mode;
 
 	pthread_rwlock_wrlock(&u->lock);
 	r = -EEXIST;
-	if (memfault_region_get_uffd(region))
+	if (memfault_region_get_trap(region))
 		goto err_unlock;
 	/* One region per host page: a fault names an address, not a gpa. */
 	while (pos < u->nr_regs && u->regs[pos]->start < start)
@@ -1014,7 +395,7 @@ memfault_uffd_register(struct memfault_uffd *u, struct memfault_region *region,
 		(u->nr_regs - pos) * sizeof(*u->regs));
 	u->regs[pos] = g;
 	u->nr_regs++;
-	memfault_region_set_uffd(region, g);
+	memfault_region_set_trap(region, &g->trap);
 	pthread_rwlock_unlock(&u->lock);
 	return 0;
 
@@ -1069,36 +450,3 @@ memfault_uffd_remove_vcpu(struct memfault_uffd *u, struct memfault_vcpu *vcpu)
 	return r;
 }
 
-MEMFAULT_EXPORT int
-memfault_uffd_get_stats(const struct memfault_uffd *u,
-			struct memfault_uffd_stats *ret_stats, size_t size)
-{
-	struct memfault_uffd_stats s;
-	uint64_t total = 0;
-
-	if (!u || !ret_stats || !size)
-		return -EINVAL;
-	memset(&s, 0, sizeof(s));
-	s.features = u->features;
-	s.faults = ULOAD(u, faults);
-	s.page_ins = ULOAD(u, page_ins);
-	s.kvm_page_ins = ULOAD(u, kvm_page_ins);
-	s.waits = ULOAD(u, waits);
-	s.unknown = ULOAD(u, unknown);
-	s.errors = ULOAD(u, errors);
-	s.latency_max_ns = ULOAD(u, max_ns);
-	for (unsigned int i = 0; i < NBUCKETS; i++) {
-		s.latency[i] = ULOAD(u, hist[i]);
-		total += s.latency[i];
-	}
-	s.latency_p50_ns = percentile(s.latency, total, s.latency_max_ns, 50);
-	s.latency_p99_ns = percentile(s.latency, total, s.latency_max_ns, 99);
-	pthread_mutex_lock((pthread_mutex_t *)&u->err_lock);
-	s.last_error_addr = u->err_addr;
-	s.last_error_gpa = u->err_gpa;
-	s.last_error = u->err;
-	s.last_error_tid = u->err_tid;
-	pthread_mutex_unlock((pthread_mutex_t *)&u->err_lock);
-	memfault_copy_out(ret_stats, size, &s, sizeof(s));
-	return 0;
-}

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "memfault-private.h"
@@ -53,4 +54,13 @@ MEMFAULT_EXPORT int
 memfault_version_minor(void)
 {
 	return MEMFAULT_VERSION_MINOR;
+}
+
+uint64_t
+memfault_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }

@@ -11,6 +11,7 @@
 
 #include "barrier.h"
 #include "memfault-private.h"
+#include "classify.h"
 
 /* The caller's thread id, read once per thread: gettid() would be a second
  * system call on every memfault_vcpu_run(). initial-exec: a plain %fs/tpidr
@@ -199,7 +200,7 @@ memfault_vcpu_new(struct memfault_vm *vm, int vcpu_fd,
 	vcpu->tgid = getpid();
 	vcpu->reset_memory_fault = memfault_arch_resets_memory_fault(ai);
 	vcpu->vm = vm;
-	__atomic_add_fetch(&vm->refs, 1, __ATOMIC_RELAXED);
+	memfault_add(&vm->refs, 1, MEMFAULT_RELAXED);
 	*ret_vcpu = vcpu;
 	return 0;
 
@@ -275,16 +276,16 @@ memfault_vcpu_run(struct memfault_vcpu *vcpu)
 	vcpu->fault_valid = false;
 
 	r = ioctl(vcpu->fd, KVM_RUN, 0);
-	memfault_stat_add(&vcpu->stats.runs, 1);
+	memfault_counter_add(&vcpu->stats.runs, 1);
 	/* The one classification memfault_exit_classify() uses too; errno is
 	 * read only after -1 (after any other result it is stale). */
 	r = memfault_classify_result(run, r, &errno, &vcpu->fault);
 	if (likely(r == MEMFAULT_RUN_EXIT)) {
-		memfault_stat_add(&vcpu->stats.exits, 1);
+		memfault_counter_add(&vcpu->stats.exits, 1);
 		return r;
 	}
 	if (r == MEMFAULT_RUN_INTERRUPTED) {
-		memfault_stat_add(&vcpu->stats.interrupted, 1);
+		memfault_counter_add(&vcpu->stats.interrupted, 1);
 		/* The kick (if it was one) is consumed. A kick that stores 1
 		 * after this store makes the next KVM_RUN return at once; one
 		 * that stored before is answered by this return. Both sides
@@ -292,7 +293,7 @@ memfault_vcpu_run(struct memfault_vcpu *vcpu)
 		MEMFAULT_WRITE_ONCE(run->immediate_exit, 0);
 	} else if (r == MEMFAULT_RUN_MEMORY_FAULT) {
 		vcpu->fault_valid = true;
-		memfault_stat_add(&vcpu->stats.memory_faults, 1);
+		memfault_counter_add(&vcpu->stats.memory_faults, 1);
 	}
 	return r;
 }
@@ -323,12 +324,12 @@ memfault_vcpu_kick(struct memfault_vcpu *vcpu)
 	 * seq_cst increment orders the immediate_exit store before it
 	 * (release: a waiter reading the new value sees the kick), and with
 	 * the seq_cst load it pairs with the kick_waiting store and kick_seq
-	 * load of kick_wait() in region.c: either the waiter sees the new
+	 * load of kick_wait() in region-claim.c: either the waiter sees the new
 	 * value or we see it waiting. Both system calls are
 	 * async-signal-safe; errno is restored below.
 	 */
-	__atomic_add_fetch(&vcpu->kick_seq, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&vcpu->kick_waiting, __ATOMIC_SEQ_CST))
+	memfault_add(&vcpu->kick_seq, 1, MEMFAULT_SEQ_CST);
+	if (memfault_load_seq_cst(&vcpu->kick_waiting))
 		syscall(SYS_futex, &vcpu->kick_seq, FUTEX_WAKE_PRIVATE, 1, NULL,
 			NULL, 0);
 	/* A signal handler calling us must find errno as it was. */

@@ -1,6 +1,13 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * VM objects: what memfault_vm_new() learns of the kernel (capabilities,
+ * the KVM Userfault probe), the library's one memslot writer, the VM's
+ * logger and handler registration, and its reference count.
+ */
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -10,6 +17,9 @@
 
 #include "memfault-private.h"
 #include "kvm-userfault-proposed.h"
+
+/* max_repeats of memfault_handlers when the caller leaves it 0 */
+#define DEFAULT_MAX_REPEATS 16
 
 static int
 check_extension(int fd, long cap)
@@ -40,20 +50,58 @@ read_mmap_size(int kvm_fd)
 	return r < (int)sizeof(struct kvm_run) ? -EPROTO : r;
 }
 
-static int
-set_region2(int vm_fd, uint32_t slot, uint32_t flags, uint64_t gpa,
-	    uint64_t size, void *hva, unsigned long *bitmap)
+/*
+ * The library's one memslot writer (the probe below and every region).
+ * KVM_SET_USER_MEMORY_REGION2 when the kernel has it (6.8 and later) or
+ * the flags need it; else the first memslot ioctl, which knows only
+ * KVM_MEM_LOG_DIRTY_PAGES and KVM_MEM_READONLY. 0 or -errno.
+ */
+int
+memfault_set_memslot(int vm_fd, bool have_region2,
+		     const struct memfault_memslot *s)
 {
-	struct kvm_userspace_memory_region2_uf r;
+	const uint32_t v1_flags = KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY;
+	struct kvm_userspace_memory_region2_uf m;
 
-	memset(&r, 0, sizeof(r));
-	r.slot = slot;
-	r.flags = flags;
-	r.guest_phys_addr = gpa;
-	r.memory_size = size;
-	r.userspace_addr = (uintptr_t)hva;
-	r.userfault_bitmap = (uintptr_t)bitmap;
-	return ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION2, &r) ? -errno : 0;
+	if (!have_region2 && !(s->flags & ~v1_flags)) {
+		struct kvm_userspace_memory_region m1 = {
+			.slot = s->slot,
+			.flags = s->flags,
+			.guest_phys_addr = s->gpa,
+			.memory_size = s->size,
+			.userspace_addr = (uintptr_t)s->hva,
+		};
+
+		return ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &m1) ? -errno
+								      : 0;
+	}
+	memset(&m, 0, sizeof(m));
+	m.slot = s->slot;
+	m.flags = s->flags;
+	m.guest_phys_addr = s->gpa;
+	m.memory_size = s->size;
+	m.userspace_addr = (uintptr_t)s->hva;
+	if (s->flags & KVM_MEM_GUEST_MEMFD) {
+		m.guest_memfd_offset = s->gmem_offset;
+		m.guest_memfd = (uint32_t)s->gmem_fd;
+	}
+	if (s->flags & KVM_MEM_USERFAULT)
+		m.userfault_bitmap = (uintptr_t)s->bitmap;
+	return ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION2, &m) ? -errno : 0;
+}
+
+static int
+set_region2(int vm_fd, uint32_t flags, uint64_t size, void *hva,
+	    unsigned long *bitmap)
+{
+	struct memfault_memslot m = {
+		.flags = flags,
+		.size = size,
+		.hva = hva,
+		.bitmap = bitmap,
+	};
+
+	return memfault_set_memslot(vm_fd, true, &m);
 }
 
 /*
@@ -78,11 +126,11 @@ probe_userfault(int vm_fd, bool *supported)
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (page == MAP_FAILED)
 		return -errno;
-	r = set_region2(vm_fd, 0, KVM_MEM_USERFAULT, 0, ps, page, &bitmap);
+	r = set_region2(vm_fd, KVM_MEM_USERFAULT, ps, page, &bitmap);
 	if (r == 0)
 		*supported = true;
 	else if (r == -EINVAL)
-		r = set_region2(vm_fd, 0, 0, 0, ps, page, NULL);
+		r = set_region2(vm_fd, 0, ps, page, NULL);
 	/* No need to delete the slot: closing the VM destroys it, and KVM
 	 * holds no reference on the page (the guest never ran). */
 	munmap(page, ps);
@@ -298,7 +346,7 @@ memfault_vm_unref(struct memfault_vm *vm)
 	/* acq_rel: the last owner must see every write the others made to
 	 * the VM before they dropped their references (release), and order
 	 * its own teardown after that (acquire). */
-	if (__atomic_sub_fetch(&vm->refs, 1, __ATOMIC_ACQ_REL))
+	if (memfault_sub(&vm->refs, 1, MEMFAULT_ACQ_REL))
 		return;
 	if (vm->own_fd)
 		close(vm->fd);
@@ -327,5 +375,45 @@ memfault_vm_get_features(const struct memfault_vm *vm,
 		return -EINVAL;
 	memfault_copy_out(ret_features, size, &vm->features,
 			  sizeof(vm->features));
+	return 0;
+}
+
+void
+memfault_vm_log(const struct memfault_vm *vm, int level, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	if (!vm->handlers.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	vm->handlers.log(vm->handlers.user, level, msg);
+}
+
+MEMFAULT_EXPORT int
+memfault_vm_set_handlers(struct memfault_vm *vm,
+			 const struct memfault_handlers *h)
+{
+	struct memfault_handlers copy;
+
+	if (!vm || !OPTS_VALID(h, memfault_handlers))
+		return -EINVAL;
+	if (OPTS_GET(h, memfault_handlers, reserved, 0))
+		return -EINVAL;
+	memset(&copy, 0, sizeof(copy));
+	copy.sz = sizeof(copy);
+	copy.user = OPTS_GET(h, memfault_handlers, user, NULL);
+	copy.page_in = OPTS_GET(h, memfault_handlers, page_in, NULL);
+	copy.convert = OPTS_GET(h, memfault_handlers, convert, NULL);
+	copy.discard = OPTS_GET(h, memfault_handlers, discard, NULL);
+	copy.hwpoison = OPTS_GET(h, memfault_handlers, hwpoison, NULL);
+	copy.other = OPTS_GET(h, memfault_handlers, other, NULL);
+	copy.log = OPTS_GET(h, memfault_handlers, log, NULL);
+	copy.max_repeats = OPTS_GET(h, memfault_handlers, max_repeats, 0);
+	if (!copy.max_repeats)
+		copy.max_repeats = DEFAULT_MAX_REPEATS;
+	vm->handlers = copy;
 	return 0;
 }

@@ -261,7 +261,7 @@ ufx_close(struct ufx *f)
 /*
  * Wait until every fault read has been counted to the end: the faulting
  * thread resumes at the install, before the library's last counters; the
- * latency histogram is counted last (lib/uffd.c).
+ * latency histogram is counted last (lib/uffd-service.c).
  */
 static void
 settle(struct ufx *f, struct memfault_uffd_stats *s)

@@ -17,7 +17,7 @@
  * function was called from outside. In libmemfault.so only free() and
  * memcpy() are tail-called from public functions (objdump -d: jmp
  * ...@plt): free() is tracked by pointer, memcpy() cannot fail. madvise()
- * is tail-called from memfault_uffd_zap(), whose callers are in the
+ * is tail-called from uffd_zap() (uffd-install.c), whose callers are in the
  * library: counted and failed like any call (the userfaultfd cases of
  * test-faultinject.c reach it through mark_missing and register on mapped
  * pages). Not failed, as they cannot fail
