@@ -700,7 +700,7 @@ printf '\n== kernel suite, %s ==\n' "$ARCH"
 for b in "${boots[@]}"; do
 	log_f=$WORK/$b.log
 	brc=$(cat "$WORK/$b.rc")
-	kver=$(sed -n 's/^KSUITE: uname \([^ ]*\).*/\1/p' "$log_f" | head -1)
+	kver=$(sed -n 's/.*KSUITE: uname \([^ ]*\).*/\1/p' "$log_f" | head -1)
 	printf 'boot %-12s kernel %-32s QEMU wall %5s s  KSUITE_RC=%s\n' "$b" "${kver:-?}" \
 		"$(cat "$WORK/$b.time")" "$brc"
 	# the exact kernel of every boot, for the results and the kernel table
@@ -816,7 +816,7 @@ diff_check() {
 	: > "$WORK/diff.txt"
 	: > "$WORK/diff-levels.txt"
 	for b in "${boots[@]}"; do
-		rel=$(sed -n 's/^KSUITE: uname \([^ ]*\).*/\1/p' "$WORK/$b.log" | head -1)
+		rel=$(sed -n 's/.*KSUITE: uname \([^ ]*\).*/\1/p' "$WORK/$b.log" | head -1)
 		lvl=$(kernel_level "$rel")
 		echo "$b $lvl" >> "$WORK/diff-levels.txt"
 		case " ${lvls[*]} " in *" $lvl "*) ;; *) lvls+=("$lvl") ;; esac
