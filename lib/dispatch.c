@@ -24,7 +24,13 @@ _Static_assert(VERDICT_INTERRUPTED < -4095, "collides with an errno");
  * exit walk a whole region.
  */
 #define MAX_FAULT_PAGES 512
-
+/*
+ * EAGAIN/EINTR answers of KVM_SET_MEMORY_ATTRIBUTES retried for one
+ * conversion: enough for any transient answer, few enough that an ioctl
+ * that always says "again" (a broken interposer) costs microseconds, not a
+ * hung vCPU thread. After them, the errno goes to the caller.
+ */
+#define MAX_CONVERT_RETRIES 64
 
 /* Handler timing costs two clock_gettime() per call: only when asked for
  * (MEMFAULT_VCPU_TIME_HANDLERS), never on the default fast path. */
@@ -161,6 +167,7 @@ default_convert(struct memfault_vcpu *vcpu, const struct memfault_fault *f)
 	const uint64_t pmask = memfault_page_size - 1;
 	uint32_t to_private = !!(f->flags & MEMFAULT_FAULT_PRIVATE);
 	struct kvm_memory_attributes a;
+	unsigned int tries = 0;
 
 	if (f->flags & (MEMFAULT_FAULT_SIZE_ZERO | MEMFAULT_FAULT_OVERFLOW) ||
 	    f->gpa + f->size + pmask < f->gpa)
@@ -168,14 +175,29 @@ default_convert(struct memfault_vcpu *vcpu, const struct memfault_fault *f)
 	memset(&a, 0, sizeof(a));
 	a.address = f->gpa & ~pmask;
 	a.size = ((f->gpa + f->size + pmask) & ~pmask) - a.address;
+	/* The same bound as a page-in: the kernel reports one page (or one
+	 * huge page) per conversion exit. A longer report comes from a buggy
+	 * kernel or an interposer, and converting what it names could flip
+	 * memory the guest never touched: the VMM decides instead. */
+	if (a.size > (uint64_t)MAX_FAULT_PAGES << memfault_page_shift)
+		return MEMFAULT_TO_VMM;
 	a.attributes = to_private ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
-	/* KVM advances address/size as it goes and asks to be called
-	 * again with EAGAIN or EINTR (kvm_vm_ioctl_set_mem_attributes()). */
+	/* kvm_vm_set_mem_attributes() itself neither sleeps interruptibly
+	 * nor asks to be called again, but the ioctl may be interposed (or
+	 * a later kernel may bail out on a pending signal): EAGAIN and EINTR
+	 * are retried, a bounded number of times, and a kick ends the
+	 * conversion as it ends a page-in (the fault comes back on the next
+	 * run, and is converted then). */
 	while (ioctl(vcpu->vm->fd, KVM_SET_MEMORY_ATTRIBUTES, &a)) {
 		int err = errno;
 
-		if (err == EAGAIN || err == EINTR)
+		if ((err == EAGAIN || err == EINTR) &&
+		    ++tries <= MAX_CONVERT_RETRIES) {
+			if (unlikely(MEMFAULT_READ_ONCE(
+				    vcpu->run->immediate_exit)))
+				return take_kick(vcpu);
 			continue;
+		}
 		memfault_vm_log(vcpu->vm, 3,
 				"KVM_SET_MEMORY_ATTRIBUTES(%#llx, %#llx) failed: %d",
 				(unsigned long long)a.address,

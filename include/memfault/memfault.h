@@ -1154,7 +1154,11 @@ struct memfault_handlers {
 	/**
 	 * Handle a private/shared conversion request. NULL: the default sets
 	 * the memory attributes of the host-page-aligned range
-	 * (KVM_SET_MEMORY_ATTRIBUTES) and calls discard().
+	 * (KVM_SET_MEMORY_ATTRIBUTES) and calls discard(). The default
+	 * converts at most 512 pages: a longer reported range is the VMM's
+	 * (#MEMFAULT_RUN_MEMORY_FAULT, nothing converted). EAGAIN and EINTR
+	 * from the ioctl are retried at most 64 times, then returned; a kick
+	 * ends the retries with #MEMFAULT_RUN_INTERRUPTED.
 	 */
 	int (*convert)(void *user, struct memfault_vcpu *vcpu,
 		       const struct memfault_fault *fault);
@@ -1214,8 +1218,9 @@ int memfault_vm_set_handlers(struct memfault_vm *vm,
  *
  * @param vcpu the vCPU.
  * @return one of enum memfault_run_result, or a negative errno.
- * @retval MEMFAULT_RUN_MEMORY_FAULT a fault no handler resolved, or a
- *         userfault range longer than 512 pages or leaving its region.
+ * @retval MEMFAULT_RUN_MEMORY_FAULT a fault no handler resolved, a
+ *         userfault range longer than 512 pages or leaving its region, or
+ *         a conversion request longer than 512 pages (default handler).
  * @retval MEMFAULT_RUN_INTERRUPTED a kick or a signal, also one that came
  *         while waiting for another thread's page-in.
  * @retval -ELOOP the same fault came back more than max_repeats times
@@ -1313,40 +1318,11 @@ int memfault_vcpu_get_stats(const struct memfault_vcpu *vcpu,
  *   fills the page through the second mapping (the alias), and the page
  *   is mapped with UFFDIO_CONTINUE. Holes in the memfd trap too.
  *
- * One model for both trap sources:
- * - The region's bitmap is the source of truth. A userfaultfd fault on a
- *   page claims it (memfault_region_claim()), calls page_in(), installs
- *   the page, then publishes it (memfault_region_publish()): when the bit
- *   clears, the page is already mapped.
- * - A KVM Userfault exit on a registered region
- *   (memfault_vcpu_run_dispatch()) fills and installs the page the same
- *   way instead of writing the hva, which would itself fault. Each page
- *   is fetched exactly once, whichever side faults first.
- * - A fault on a page that is present, or that another thread is
- *   fetching, calls nothing: the page is installed again if it was
- *   unmapped since (#MEMFAULT_UFFD_MINOR: from the page cache;
- *   #MEMFAULT_UFFD_MISSING: a zero page, as without userfaultfd), or the
- *   fetcher's install wakes the thread. A page marked missing again
- *   while such a fault was queued is fetched, never installed that way.
- * - A VMM thread may still fetch pages itself (a prefetcher claiming with
- *   #MEMFAULT_CLAIM_NOWAIT), but never through the region's hva, which
- *   would fault on the page it holds and wait for itself: in
- *   #MEMFAULT_UFFD_MINOR mode it writes through the alias. Its
- *   memfault_region_publish() or memfault_region_abort() wakes the host
- *   threads faulting on those pages, which fault again and find them
- *   present (mapped then) or missing (fetched then).
- *
- * A failed page-in is not retried: the claim is aborted (the page stays
- * missing), the failure is logged (level 3) and recorded with its address
- * and errno in memfault_uffd_stats, and the page is poisoned
- * (UFFDIO_POISON): the faulting threads, and any later host access, get
- * SIGBUS at the page, and KVM accesses fail, until the page is fetched
- * by a KVM Userfault exit or marked missing again
- * (memfault_region_mark_missing(), which unmaps it). Kernels without
- * UFFD_FEATURE_POISON (before 6.6) send SIGBUS to the faulting thread
- * instead and wake it. A failure in the KVM Userfault path is returned by
- * memfault_vcpu_run_dispatch() as before; host threads waiting for that
- * page are woken and fault again.
+ * The bitmap stays the source of truth: each page is fetched exactly
+ * once, whichever trap source (a KVM Userfault exit or a userfaultfd
+ * fault) or VMM thread reaches it first, and a failed page-in poisons the
+ * page until it is fetched again; the main page's section
+ * @ref trap_sources "Two trap sources, one bitmap" gives the whole model.
  *
  * Faults are served either by a library thread
  * (#MEMFAULT_UFFD_SERVICE_THREAD) or by the VMM: it polls
