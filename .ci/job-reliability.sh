@@ -208,7 +208,7 @@ fuzz() {
 scan_build() {
 	local d=$out/scan-build
 	rm -rf "$d"
-	# The direct form (toolchain.md §1): --status-bugs fails on a report.
+	# scan-build run directly on the compile: --status-bugs fails on a report.
 	# The shipped code only (library, tools, bindings): with tests and
 	# benchmarks the analysis takes 2.5 min of the job's 8.
 	scan-build-14 meson setup "$d" "${common[@]}" -Dexamples=false \

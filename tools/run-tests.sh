@@ -57,6 +57,6 @@ if [ ! -f "$testlog" ]; then
 	echo "0 passed, 1 failed, 0 skipped"
 	exit 1
 fi
-# toolchain.md §2: count meson's results; anything not OK/SKIP is a failure.
+# count meson's results; anything not OK/SKIP is a failure.
 /usr/bin/python3 -c 'import json,collections,sys;c=collections.Counter(json.loads(l)["result"] for l in open(sys.argv[1]) if l.strip());print("%d passed, %d failed, %d skipped"%(c["OK"]+c["EXPECTEDFAIL"],c["FAIL"]+c["TIMEOUT"]+c["ERROR"]+c["UNEXPECTEDPASS"],c["SKIP"]))' "$testlog"
 exit "$rc"

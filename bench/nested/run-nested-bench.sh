@@ -125,7 +125,7 @@ chmod +x "$ROOT/init"
 
 # ---- boot ----
 if [ "$ARCH" = x86_64 ]; then
-	# TCG "max": AuthenticAMD with svm and npt (nested-kvm README)
+	# TCG "max": AuthenticAMD with svm and npt, so the L1 kernel has kvm_amd
 	QCMD=("$QEMU" -accel tcg -cpu max -m 1G -smp 1)
 	append="console=ttyS0"
 else

@@ -601,7 +601,7 @@ QCMD=()
 qemu_cmd() {
 	if [ "$ARCH" = x86_64 ]; then
 		# TCG "max" is an AuthenticAMD CPU with svm and npt; -smp 1 because
-		# x86 MTTCG hit a text_poke int3 oops once (nested-kvm README).
+		# x86 MTTCG hit a text_poke int3 oops in the L1 kernel once.
 		QCMD=("$QEMU" -accel tcg -cpu max -m 2G -smp "${3:-1}")
 		local append="console=ttyS0"
 	else

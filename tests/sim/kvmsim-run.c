@@ -77,8 +77,8 @@ x86_fault_exit(struct sim_vcpu *v, uint64_t gpa, bool priv)
 
 /*
  * arm64 gmem_abort() and kvm_handle_vncr_abort(): the IPA comes from HPFAR,
- * which has a 4K granule whatever the host page size (kvm-abi-research.md
- * §2.3: on 16K/64K hosts the gpa need not be aligned to the size).
+ * which has a 4K granule whatever the host page size (on 16K/64K hosts the
+ * gpa need not be aligned to the size).
  */
 static void
 arm64_gmem_fault_exit(struct sim_vcpu *v, uint64_t gpa)
@@ -294,7 +294,8 @@ x86_access(struct sim_vcpu *v, const struct kvmsim_step *st, struct access *a)
 	/*
 	 * fault->is_private: the C-bit on SNP/TDX (F_PRIVATE/F_SHARED); in a
 	 * SW_PROTECTED VM kvm_mmu_page_fault() sets PFERR_PRIVATE_ACCESS iff
-	 * the page has the PRIVATE attribute (x86_64-swprot README).
+	 * the page has the PRIVATE attribute (seen on the swprot kernel in
+	 * tests/kernel/test-kernel-swprot.c).
 	 */
 	if (st->flags & KVMSIM_F_PRIVATE)
 		priv = true;

@@ -685,8 +685,8 @@ gmem_slots_supported(const struct sim_vm *vm)
 /*
  * KVM_CHECK_EXTENSION: kvm_vm_ioctl_check_extension_generic() plus the
  * arch's kvm_vm_ioctl_check_extension(); @vm is NULL on /dev/kvm. Values
- * per arch and level as in nested-kvm/README.md "Capabilities", the
- * x86_64-swprot README and kvm-abi-research.md §2.6.
+ * per arch and level as the real kernels answered them
+ * (doc/kernel-table.md, test-kernel-features.c).
  */
 static long
 check_extension(const struct sim_vm *vm, long cap)

@@ -22,12 +22,14 @@
  * to guest_memfd-backed memory reads or writes that memfd.
  *
  * What it models, per architecture (x86-64, arm64) and kernel level (6.1,
- * 6.8, 7.2, 7.2 plus KVM Userfault v3), follows the team's shared notes
- * (kernel/kvm-abi-research.md, kernel/nested-kvm/README.md,
- * kernel/x86_64-swprot/README.md): capability values, memslot validation,
- * guest_memfd, memory attributes, and the KVM_RUN exit paths, including the
- * memory-fault exits and their quirks. tests/sim/test-kvmsim.c checks each
- * modelled behaviour against the row of the notes it comes from.
+ * 6.8, 7.2, 7.2 plus KVM Userfault v3), follows the kernel's code (each
+ * behaviour names the kernel function it comes from) and what real kernels
+ * did when tests/kernel/run-nested.sh booted them (doc/kernel-table.md):
+ * capability values, memslot validation, guest_memfd, memory attributes,
+ * and the KVM_RUN exit paths, including the memory-fault exits and their
+ * quirks. tests/sim/test-kvmsim*.c check each modelled behaviour, and the
+ * kernel suite's differential check compares the simulator's answers with
+ * the real kernels' line by line.
  *
  * How to use it
  * -------------
