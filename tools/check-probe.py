@@ -7,7 +7,14 @@ usage: check-probe.py PROBE LIBKVMSIM CASE
 CASE is one of the names in CASES below: an architecture model and kernel
 level of the simulator (tests/sim/kvmsim.h), and what the probe must find
 there. The values come from the simulator's model of each kernel, which
-follows kernel/kvm-abi-research.md and the nested-kvm measurements.
+follows the real kernels (and the nested-KVM measurements of them): 6.1 has
+none of KVM_SET_USER_MEMORY_REGION2, MEMORY_FAULT_INFO, MEMORY_ATTRIBUTES or
+guest_memfd (all arrived in 6.8); only x86 advertises MEMORY_FAULT_INFO
+(arm64 emits the exit without it); MEMORY_ATTRIBUTES answers PRIVATE only
+for a VM type with private memory (on /dev/kvm: whether any type has it);
+GUEST_MEMFD_FLAGS always has MMAP, and INIT_SHARED unless the VM has private
+memory; KVM Userfault (KVM_MEM_USERFAULT) is a proposed series, accepted only
+by the '-uf' models.
 Everything about userfaultfd comes from the host the test runs on, so only
 its shape and its consistency with the decisions are checked.
 
