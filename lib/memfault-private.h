@@ -53,6 +53,10 @@ bool memfault_opts_valid(const void *opts, size_t known_size);
 /* CLOCK_MONOTONIC in nanoseconds (util.c). */
 uint64_t memfault_now_ns(void);
 
+/* Remove @elem from the array of @*n pointers at @arr, keeping the order
+ * of the others; nothing happens if it is not there (util.c). */
+void memfault_ptr_array_remove(void *arr, size_t *n, const void *elem);
+
 void memfault_copy_out(void *dst, size_t dst_size, const void *src,
 		       size_t src_size);
 

@@ -9,6 +9,36 @@
 
 /* Vectors of bitmap words for the range scans and stores below. */
 typedef unsigned long bm_vec16 __attribute__((vector_size(16), aligned(8)));
+
+/*
+ * A range fill of one vector width: word stores up to the vector's
+ * alignment, then four vector stores per step (one cache line of 16-byte
+ * vectors, two of 32-byte ones); returns the first word left unwritten.
+ * Scalar + vector splats @v into every word.
+ */
+#define FILL_WORDS(name, vec, attr)                                         \
+	attr static size_t name(unsigned long *bm, size_t w, size_t lw,     \
+				unsigned long v)                            \
+	{                                                                   \
+		const vec x = (vec){ 0 } + v;                               \
+		const size_t step = 4 * sizeof(vec) / sizeof(*bm);          \
+                                                                            \
+		for (; w < lw && ((uintptr_t)(bm + w) & (sizeof(vec) - 1)); \
+		     w++)                                                   \
+			MEMFAULT_WRITE_ONCE(bm[w], v);                      \
+		for (; w + step <= lw; w += step) {                         \
+			volatile vec *p = (volatile vec *)(bm + w);         \
+                                                                            \
+			p[0] = x;                                           \
+			p[1] = x;                                           \
+			p[2] = x;                                           \
+			p[3] = x;                                           \
+		}                                                           \
+		return w;                                                   \
+	}
+#ifndef MEMFAULT_TSAN
+FILL_WORDS(fill_words_vec16, bm_vec16, )
+#endif
 #if defined(__x86_64__) && !defined(MEMFAULT_TSAN)
 typedef unsigned long bm_vec32 __attribute__((vector_size(32), aligned(8)));
 
@@ -27,24 +57,7 @@ cpu_avx2(void)
 	return have;
 }
 
-__attribute__((target("avx2"))) static size_t
-fill_words_avx2(unsigned long *bm, size_t w, size_t lw, unsigned long v)
-{
-	const bm_vec32 x = { v, v, v, v };
-
-	for (; w < lw && ((uintptr_t)(bm + w) & 31); w++)
-		MEMFAULT_WRITE_ONCE(bm[w], v);
-	/* 16 words (two cache lines) per step */
-	for (; w + 16 <= lw; w += 16) {
-		volatile bm_vec32 *p = (volatile bm_vec32 *)(bm + w);
-
-		p[0] = x;
-		p[1] = x;
-		p[2] = x;
-		p[3] = x;
-	}
-	return w;
-}
+FILL_WORDS(fill_words_avx2, bm_vec32, __attribute__((target("avx2"))))
 #endif
 
 /*
@@ -61,23 +74,11 @@ region_fill_words(unsigned long *bm, size_t w, size_t lw, unsigned long v,
 		  bool release)
 {
 #ifndef MEMFAULT_TSAN
-	const bm_vec16 x = { v, v };
-
 #if defined(__x86_64__)
 	if (cpu_avx2())
 		w = fill_words_avx2(bm, w, lw, v);
 #endif
-	for (; w < lw && ((uintptr_t)(bm + w) & 15); w++)
-		MEMFAULT_WRITE_ONCE(bm[w], v);
-	/* 8 words (one cache line) per step */
-	for (; w + 8 <= lw; w += 8) {
-		volatile bm_vec16 *p = (volatile bm_vec16 *)(bm + w);
-
-		p[0] = x;
-		p[1] = x;
-		p[2] = x;
-		p[3] = x;
-	}
+	w = fill_words_vec16(bm, w, lw, v);
 	(void)release;
 #else
 	if (release) {

@@ -81,14 +81,7 @@ vm_insert_region(struct memfault_vm *vm, struct memfault_region *r)
 static void
 vm_remove_region(struct memfault_vm *vm, struct memfault_region *r)
 {
-	for (size_t i = 0; i < vm->nr_regions; i++) {
-		if (vm->regions[i] != r)
-			continue;
-		memmove(&vm->regions[i], &vm->regions[i + 1],
-			(vm->nr_regions - i - 1) * sizeof(*vm->regions));
-		vm->nr_regions--;
-		return;
-	}
+	memfault_ptr_array_remove(vm->regions, &vm->nr_regions, r);
 }
 
 static void

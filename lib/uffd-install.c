@@ -5,6 +5,7 @@
  * dispatch.c call (struct memfault_trap_ops).
  */
 #include <sched.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -46,37 +47,52 @@ uffd_copy(int fd, uintptr_t dst, const void *src)
 	return ioctl_retry(fd, UFFDIO_COPY, &c);
 }
 
+/*
+ * UFFDIO_CONTINUE, UFFDIO_ZEROPAGE and UFFDIO_POISON take the same
+ * argument: a range, a mode (0 here) and a result the kernel writes back.
+ * One page at @addr, as the kernel lays the struct out for each of them.
+ */
+union uffd_range_arg {
+	struct uffdio_continue cont;
+	struct uffdio_zeropage zero;
+	struct uffdio_poison poison;
+};
+_Static_assert(offsetof(struct uffdio_continue, range) == 0 &&
+		       offsetof(struct uffdio_zeropage, range) == 0 &&
+		       offsetof(struct uffdio_poison, range) == 0,
+	       "UFFDIO range ioctls start with their range");
+
+static int
+uffd_range_ioctl(int fd, unsigned long req, uintptr_t addr)
+{
+	union uffd_range_arg a;
+
+	memset(&a, 0, sizeof(a));
+	a.cont.range.start = addr;
+	a.cont.range.len = memfault_page_size;
+	/* POISON is tried once: if it fails, fail_page() delivers SIGBUS
+	 * and wakes the thread itself, which needs no retry */
+	if (req == UFFDIO_POISON)
+		return ioctl(fd, req, &a) ? -errno : 0;
+	return ioctl_retry(fd, req, &a);
+}
+
 int
 uffd_continue(int fd, uintptr_t addr)
 {
-	struct uffdio_continue c;
-
-	memset(&c, 0, sizeof(c));
-	c.range.start = addr;
-	c.range.len = memfault_page_size;
-	return ioctl_retry(fd, UFFDIO_CONTINUE, &c);
+	return uffd_range_ioctl(fd, UFFDIO_CONTINUE, addr);
 }
 
 int
 uffd_zeropage(int fd, uintptr_t addr)
 {
-	struct uffdio_zeropage z;
-
-	memset(&z, 0, sizeof(z));
-	z.range.start = addr;
-	z.range.len = memfault_page_size;
-	return ioctl_retry(fd, UFFDIO_ZEROPAGE, &z);
+	return uffd_range_ioctl(fd, UFFDIO_ZEROPAGE, addr);
 }
 
 int
 uffd_poison(int fd, uintptr_t addr)
 {
-	struct uffdio_poison p;
-
-	memset(&p, 0, sizeof(p));
-	p.range.start = addr;
-	p.range.len = memfault_page_size;
-	return ioctl(fd, UFFDIO_POISON, &p) ? -errno : 0;
+	return uffd_range_ioctl(fd, UFFDIO_POISON, addr);
 }
 
 /*

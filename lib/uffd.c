@@ -210,14 +210,7 @@ unregister_reg(struct memfault_uffd *u, struct memfault_uffd_reg *g)
 		if (!ioctl(u->fd, UFFDIO_UNREGISTER, &r))
 			break;
 	memfault_region_set_trap(g->region, NULL);
-	for (size_t i = 0; i < u->nr_regs; i++) {
-		if (u->regs[i] != g)
-			continue;
-		memmove(&u->regs[i], &u->regs[i + 1],
-			(u->nr_regs - i - 1) * sizeof(*u->regs));
-		u->nr_regs--;
-		break;
-	}
+	memfault_ptr_array_remove(u->regs, &u->nr_regs, g);
 }
 
 MEMFAULT_EXPORT void

@@ -64,3 +64,19 @@ memfault_now_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
+
+void
+memfault_ptr_array_remove(void *arr, size_t *n, const void *elem)
+{
+	/* The arrays hold pointers to structs, all of one size and
+	 * representation: they are walked as void pointers. */
+	void **v = arr;
+
+	for (size_t i = 0; i < *n; i++) {
+		if (v[i] != elem)
+			continue;
+		memmove(&v[i], &v[i + 1], (*n - i - 1) * sizeof(*v));
+		(*n)--;
+		return;
+	}
+}
