@@ -29,8 +29,9 @@
 
 /*
  * guest_memfd and memory attributes (Linux 6.8), and guest_memfd's mmap()
- * flags (later), with the kernel's values: the build host's <linux/kvm.h> may be
- * older than the kernel the example runs on (Debian 12 ships 6.1 headers).
+ * flags (later), with the kernel's values: the build host's <linux/kvm.h>
+ * may be older than the kernel the example runs on (Debian 12 ships 6.1
+ * headers).
  * The examples ask KVM at run time whether it has them.
  */
 #ifndef KVM_CREATE_GUEST_MEMFD

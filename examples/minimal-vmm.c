@@ -30,9 +30,7 @@
  *   4. writes the loaded byte to RESULT (the VMM checks that it is 0xc3),
  *      then halts (x86-64) or writes DONE (arm64).
  *
- * The exit status is 0 only if every check passed.
- *
- * Usage:
+ * The exit status is 0 only if every check passed. Usage:
  *   minimal-vmm
  *       on a host with /dev/kvm (the host's architecture);
  *   LD_PRELOAD=build/tests/sim/libkvmsim.so KVMSIM_ARCH=arm64 \
@@ -73,9 +71,8 @@ enum dev_reg {
 #define PAGE_BYTE 0xc3  /* contents of the page that replaces the guest_memfd */
 
 /*
- * The guest programs. Right of each instruction with an effect outside the
- * vCPU: the simulator's step for it (examples/meson.build).
- *
+ * The guest programs; right of an instruction with an effect outside the
+ * vCPU, its step in the simulator's script (examples/meson.build).
  * x86-64: 16-bit real mode at GPA 0x1000 (CS base 0), assembled with `as`
  * (.code16); `objdump -d -m i8086` shows the bytes.
  */
@@ -156,8 +153,8 @@ add_page(struct vmm *v)
 	const struct memfault_features *f = &v->ev.features;
 	struct kvm_create_guest_memfd create = {
 		.size = v->ev.page_size,
-		.flags = f->guest_memfd_flags &
-			 (GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED),
+		.flags = f->guest_memfd_flags & (GUEST_MEMFD_FLAG_MMAP |
+						 GUEST_MEMFD_FLAG_INIT_SHARED),
 	};
 	void *map;
 
@@ -326,45 +323,37 @@ device_access(struct vmm *v, uint32_t exit_reason, uint64_t addr, bool write,
 static int
 handle_exit(struct vmm *v, struct kvm_run *run)
 {
-	uint8_t *data;
-	bool write;
+	bool io = run->exit_reason == KVM_EXIT_IO; /* else MMIO, or no access */
+	bool write = io ? run->io.direction == KVM_EXIT_IO_OUT :
+			  run->mmio.is_write;
+	uint64_t addr = io ? run->io.port : run->mmio.phys_addr;
+	uint32_t len = io ? run->io.size : run->mmio.len;
+	uint8_t *data = io ? (uint8_t *)run + run->io.data_offset :
+			     run->mmio.data;
 
-	printf("exit %u", run->exit_reason);
-	switch (run->exit_reason) {
-	case KVM_EXIT_IO:
-		write = run->io.direction == KVM_EXIT_IO_OUT;
-		data = (uint8_t *)run + run->io.data_offset;
-		printf(" (KVM_EXIT_IO): %s port %#x, %u byte(s)",
-		       write ? "out to" : "in from", run->io.port, run->io.size);
-		if (write)
-			printf(", data %#x", data[0]);
-		printf("\n");
-		if (run->io.count != 1)
-			return -EPROTO; /* no string IO in this guest */
-		return device_access(v, KVM_EXIT_IO, run->io.port, write,
-				     run->io.size, data);
-	case KVM_EXIT_MMIO:
-		write = run->mmio.is_write;
-		data = run->mmio.data;
-		printf(" (KVM_EXIT_MMIO): %s %#llx, %u byte(s)",
-		       write ? "write to" : "read from",
-		       (unsigned long long)run->mmio.phys_addr, run->mmio.len);
-		if (write)
-			printf(", data %#x", data[0]);
-		printf("\n");
-		if (v->page_state == PAGE_GONE &&
-		    run->mmio.phys_addr - v->page_gpa < v->ev.page_size)
-			return resolve_emulated_access(v, run);
-		return device_access(v, KVM_EXIT_MMIO, run->mmio.phys_addr,
-				     write, run->mmio.len, data);
-	case KVM_EXIT_HLT:
-		printf(" (KVM_EXIT_HLT): the guest has finished\n");
+	if (run->exit_reason == KVM_EXIT_HLT) {
+		printf("exit %u (KVM_EXIT_HLT): the guest has finished\n",
+		       run->exit_reason);
 		v->done = true;
 		return 0;
-	default:
-		printf(": not expected from this guest\n");
+	}
+	if (!io && run->exit_reason != KVM_EXIT_MMIO) {
+		printf("exit %u: not expected from this guest\n",
+		       run->exit_reason);
 		return -EPROTO;
 	}
+	printf("exit %u (%s): %s %#" PRIx64 ", %u byte(s)", run->exit_reason,
+	       io ? "KVM_EXIT_IO" : "KVM_EXIT_MMIO",
+	       write ? "write to" : "read from", addr, len);
+	if (write)
+		printf(", data %#x", data[0]);
+	printf("\n");
+	if (io && run->io.count != 1)
+		return -EPROTO; /* no string IO in this guest */
+	if (!io && v->page_state == PAGE_GONE &&
+	    addr - v->page_gpa < v->ev.page_size)
+		return resolve_emulated_access(v, run);
+	return device_access(v, run->exit_reason, addr, write, len, data);
 }
 
 /* Print a memory fault with its flags and origin spelled out. */
@@ -383,7 +372,7 @@ print_fault(const struct memfault_fault *f)
 		{ MEMFAULT_FAULT_UNALIGNED, "unaligned" },
 		{ MEMFAULT_FAULT_OVERFLOW, "overflow" },
 	};
-	static const char *const origins[] = {
+	static const char *const origins[4] = {
 		[MEMFAULT_ORIGIN_ERRNO] = "KVM_RUN failed with EFAULT or EHWPOISON, as documented",
 		[MEMFAULT_ORIGIN_RET0] = "KVM_RUN returned 0 (arm64 nested VNCR path)",
 		[MEMFAULT_ORIGIN_OTHER_ERRNO] = "KVM_RUN failed with another errno (a guest_memfd error)",
@@ -400,11 +389,8 @@ print_fault(const struct memfault_fault *f)
 	printf(" (kernel flags %#" PRIx64 ")\n", f->kernel_flags);
 	printf("       error: %d (%s)\n", f->error,
 	       f->error ? strerror(-f->error) : "none");
-	printf("       origin: %s\n",
-	       f->origin < sizeof(origins) / sizeof(origins[0]) &&
-			       origins[f->origin] ?
-		       origins[f->origin] :
-		       "unknown");
+	printf("       origin: %s\n", f->origin < 4 && origins[f->origin] ?
+						origins[f->origin] : "unknown");
 }
 
 /* Run the vCPU until the guest finishes, handling what each run returns. */
@@ -452,26 +438,6 @@ run_guest(struct vmm *v)
 
 /* ---- Setup ------------------------------------------------------------ */
 
-static void
-print_features(const struct memfault_features *f)
-{
-	static const char *const names[] = {
-		"USER_MEMORY2", "MEMORY_FAULT_INFO", "MEMORY_FAULT_EXITS",
-		"MEMORY_ATTRIBUTES", "GUEST_MEMFD", "GUEST_MEMFD_FLAGS",
-		"KVM_USERFAULT",
-	}; /* enum memfault_feature, bit by bit */
-	size_t i;
-
-	printf("features:");
-	if (!f->flags)
-		printf(" none");
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (f->flags & (1ull << i))
-			printf(" %s", names[i]);
-	printf("\n          guest_memfd flags %#" PRIx64 ", memory attributes %#" PRIx64 ", page size %" PRIu64 "\n",
-	       f->guest_memfd_flags, f->memory_attributes, f->page_size);
-}
-
 /* Everything between opening /dev/kvm and the first KVM_RUN. */
 static int
 setup(struct vmm *v)
@@ -485,7 +451,8 @@ setup(struct vmm *v)
 	r = example_vm_new(&v->ev, 0);
 	if (r)
 		return r;
-	print_features(&v->ev.features);
+	printf("features %#" PRIx64 " (enum memfault_feature), guest_memfd flags %#" PRIx64 "\n",
+	       v->ev.features.flags, v->ev.features.guest_memfd_flags);
 	r = x86 ? example_vm_add_ram(&v->ev, x86_program, sizeof(x86_program)) :
 		  example_vm_add_ram(&v->ev, arm64_program,
 				     sizeof(arm64_program));
@@ -503,10 +470,9 @@ main(int argc, char **argv)
 	struct vmm v = { .gmem_fd = -1 };
 	int r;
 
+	r = argc == 1 ? example_set_arch(&v.ev, NULL) : -EINVAL;
 	if (argc == 3 && !strcmp(argv[1], "--arch"))
 		r = example_set_arch(&v.ev, argv[2]);
-	else
-		r = argc == 1 ? example_set_arch(&v.ev, NULL) : -EINVAL;
 	if (r) {
 		fprintf(stderr, "usage: %s [--arch x86_64|arm64]\n", argv[0]);
 		return 2;
