@@ -16,6 +16,8 @@
 
 #include <memfault/memfault-version.h>
 
+#include "test-common.h"
+
 #define member_size(type, member) sizeof(((struct type *)0)->member)
 
 /* Offset and size of one member, named in the failure message. */
@@ -335,49 +337,36 @@ START_TEST(test_runtime_version)
 }
 END_TEST
 
-/* One TCase per test, so CK_RUN_CASE=<name> runs just one. */
-#define add_test(s, fn)                                                        \
-	do {                                                                   \
-		TCase *tc = tcase_create(#fn);                                 \
-		tcase_add_test(tc, fn);                                        \
-		suite_add_tcase(s, tc);                                        \
-	} while (0)
-
+/* One TCase per test (ADD_CASE), so CK_RUN_CASE=<name> runs just one. */
 int
 main(void)
 {
 	Suite *s = suite_create("abi");
-	SRunner *sr;
-	int failed;
 
-	add_test(s, test_lp64);
-	add_test(s, test_vm_opts_layout);
-	add_test(s, test_vcpu_opts_layout);
-	add_test(s, test_features_layout);
-	add_test(s, test_fault_layout);
-	add_test(s, test_region_opts_layout);
-	add_test(s, test_region_info_layout);
-	add_test(s, test_handlers_layout);
-	add_test(s, test_vcpu_stats_layout);
-	add_test(s, test_uffd_opts_layout);
-	add_test(s, test_uffd_stats_layout);
-	add_test(s, test_signedness);
-	add_test(s, test_enum_arch);
-	add_test(s, test_enum_vm_flag);
-	add_test(s, test_enum_feature);
-	add_test(s, test_enum_vcpu_flag);
-	add_test(s, test_enum_run_result);
-	add_test(s, test_enum_fault_flag);
-	add_test(s, test_enum_fault_origin);
-	add_test(s, test_enum_region_flag);
-	add_test(s, test_enum_claim);
-	add_test(s, test_enum_verdict);
-	add_test(s, test_enum_uffd);
-	add_test(s, test_runtime_version);
+	ADD_CASE(s, test_lp64);
+	ADD_CASE(s, test_vm_opts_layout);
+	ADD_CASE(s, test_vcpu_opts_layout);
+	ADD_CASE(s, test_features_layout);
+	ADD_CASE(s, test_fault_layout);
+	ADD_CASE(s, test_region_opts_layout);
+	ADD_CASE(s, test_region_info_layout);
+	ADD_CASE(s, test_handlers_layout);
+	ADD_CASE(s, test_vcpu_stats_layout);
+	ADD_CASE(s, test_uffd_opts_layout);
+	ADD_CASE(s, test_uffd_stats_layout);
+	ADD_CASE(s, test_signedness);
+	ADD_CASE(s, test_enum_arch);
+	ADD_CASE(s, test_enum_vm_flag);
+	ADD_CASE(s, test_enum_feature);
+	ADD_CASE(s, test_enum_vcpu_flag);
+	ADD_CASE(s, test_enum_run_result);
+	ADD_CASE(s, test_enum_fault_flag);
+	ADD_CASE(s, test_enum_fault_origin);
+	ADD_CASE(s, test_enum_region_flag);
+	ADD_CASE(s, test_enum_claim);
+	ADD_CASE(s, test_enum_verdict);
+	ADD_CASE(s, test_enum_uffd);
+	ADD_CASE(s, test_runtime_version);
 
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tc_run(s);
 }

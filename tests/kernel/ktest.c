@@ -235,9 +235,6 @@ needs_forget(void)
 }
 #endif
 
-/* Skip and run counts shared with Check's forked test processes. */
-static unsigned *kt_skips;
-
 static const char *const need_name[] = {
 	"guest_memfd-mmap", "root", "memory-attributes", "sw-protected-vm",
 	"cpu-executed-accesses",
@@ -322,8 +319,7 @@ kt_require(const char *scen, unsigned want)
 		printf("# SKIP %s: needs %s: %s\n", scen, need_name[i],
 		       needs.why[i]);
 	}
-	if (kt_skips)
-		__atomic_add_fetch(kt_skips, 1, __ATOMIC_RELAXED);
+	tc_count_skip();
 	return false;
 }
 
@@ -950,82 +946,28 @@ kt_probe_without_memslots(int vm_fd, struct memfault_features *f)
 }
 #endif
 
-bool
-kt_uffd_usable(char *why, size_t len)
-{
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	int err = errno, dev, dev_err;
-
-	if (fd >= 0) {
-		close(fd);
-		return true;
-	}
-	/* /dev/userfaultfd (6.1) can be granted without the sysctl */
-	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (dev >= 0) {
-		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-		dev_err = fd < 0 ? errno : 0;
-		close(dev);
-		if (fd >= 0) {
-			close(fd);
-			return true;
-		}
-	} else {
-		dev_err = errno;
-	}
-	snprintf(why, len,
-		 "userfaultfd: %s; /dev/userfaultfd: %s (not permitted: "
-		 "vm.unprivileged_userfaultfd=0 without root, or no "
-		 "userfaultfd in this kernel or emulator)",
-		 strerror(err), strerror(dev_err));
-	return false;
-}
-
 void
 kt_init(void)
 {
-	static bool done;
-
-	/* Line-buffered even into a pipe: Check forks a child per test,
-	 * and a buffered line would be printed twice. */
-	if (!done)
-		setvbuf(stdout, NULL, _IOLBF, 0);
-	done = true;
+	tc_init();
 }
 
 int
 kt_main(Suite *s)
 {
+	struct tc_counts c;
 	struct utsname u;
-	unsigned skipped;
-	SRunner *sr;
-	int failed, ran;
+	int r;
 
 	kt_init();
-	if (kt_kvm_fd() < 0) {
-		printf("# SKIP: /dev/kvm is missing or unusable\n");
-		srunner_free(srunner_create(s));
-		return 77;
-	}
+	if (kt_kvm_fd() < 0)
+		return tc_skip(s, "/dev/kvm is missing or unusable");
 	if (!uname(&u))
 		printf("# kernel %s %s, backend %s\n", u.release, u.machine,
 		       kt_backend());
 	probe_needs();
-	/* Check forks a process per test: the count lives in shared memory. */
-	kt_skips = mmap(NULL, sizeof(*kt_skips), PROT_READ | PROT_WRITE,
-			MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (kt_skips == MAP_FAILED)
-		kt_skips = NULL;
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	ran = srunner_ntests_run(sr);
-	skipped = kt_skips ? *kt_skips : 0;
-	srunner_free(sr);
-	printf("# %d tests, %u skipped for a missing need (KSKIP lines)\n", ran,
-	       skipped);
-	if (failed)
-		return 1;
-	/* everything skipped: the executable as a whole is a SKIP */
-	return ran > 0 && skipped >= (unsigned)ran ? 77 : 0;
+	r = tc_run_counted(s, &c);
+	printf("# %d tests, %u skipped for a missing need (KSKIP lines)\n",
+	       c.ran, c.skipped);
+	return r;
 }

@@ -47,6 +47,7 @@
 #include <memfault/memfault.h>
 
 #include "kres.h"
+#include "test-common.h"
 
 /*
  * The architecture of the guest and of the VMM code: the host's, or, in the
@@ -206,9 +207,8 @@ void kt_expect_fault(struct kt_vm *v, int rc, uint64_t gpa, uint64_t size,
  * no seccomp filters. */
 int kt_probe_without_memslots(int vm_fd, struct memfault_features *f);
 #endif
-/* Can this process use userfaultfd (the system call, or /dev/userfaultfd)?
- * If not, the reason in @why. */
-bool kt_uffd_usable(char *why, size_t len);
+/* Whether this process may use userfaultfd: tc_uffd_usable()
+ * (test-common.h). */
 
 /*
  * What a scenario needs of the kernel. A scenario states its needs with
@@ -246,9 +246,11 @@ bool kt_accesses_emulated(void);
  * returns at once (a named skip, not a pass, in kt_main()'s summary). */
 bool kt_require(const char *scen, unsigned needs);
 
-/* Make stdout line-buffered; call before any output. Idempotent. */
+/* Make stdout line-buffered (tc_init()); call before any output. */
 void kt_init(void);
-/* Run a suite (Check CK_ENV verbosity); 77 without a usable /dev/kvm. */
+/* Run a suite with the one runner (tc_run_counted(): Check CK_ENV
+ * verbosity; 77 when every scenario skipped for a missing need) and print
+ * the "# N tests, M skipped" line; 77 without a usable /dev/kvm. */
 int kt_main(Suite *s);
 #if defined(KT_SIM)
 /* Forget the cached /dev/kvm fd (after kvmsim_reset() closed it). */

@@ -24,8 +24,6 @@ main(void)
 	Suite *s = suite_create("bitmap-tsan");
 	TCase *once = tcase_create("exactly_once");
 	TCase *rc = tcase_create("reader_checker");
-	SRunner *sr;
-	int failed;
 
 	(void)test_bitmap_main; /* the whole suite: tests/unit */
 	if (loops < 1)
@@ -39,11 +37,7 @@ main(void)
 	suite_add_tcase(s, once);
 	suite_add_tcase(s, rc);
 
-	/* CK_ENV: CK_VERBOSITY=verbose prints the per-test lines that
-	 * run-nested.sh reports. */
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	/* CK_VERBOSITY=verbose prints the per-test lines that run-nested.sh
+	 * reports. */
+	return tc_run(s);
 }

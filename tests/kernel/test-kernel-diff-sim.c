@@ -71,15 +71,11 @@ sim_reset(uint32_t level, uint64_t extra_quirks)
 	return kt_kvm_fd() < 0;
 }
 
+/* 1 if a test of @sr failed, else 0 (a run that skipped is no failure). */
 static int
 run_sr(SRunner *sr)
 {
-	int failed;
-
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed;
+	return tc_run_srunner(sr, NULL) == EXIT_FAILURE;
 }
 
 static int
@@ -140,7 +136,7 @@ main(void)
 	 * process may not use it, say so in a KRES line of step 0:
 	 * kres-diff.awk then leaves the kernel's lines of those scenarios
 	 * uncompared, with a note, instead of failing. */
-	if (kt_uffd_usable(why, sizeof(why))) {
+	if (!tc_uffd_usable(why, sizeof(why))) {
 		uffd = kt_suite_uffd();
 	} else {
 		printf("# SKIP uffd scenarios: %s\n", why);

@@ -283,18 +283,17 @@ main(void)
 		int types = ioctl(kt_kvm_fd(), KVM_CHECK_EXTENSION,
 				  KVM_CAP_VM_TYPES);
 
-		if (types < 0 || !(types & (1 << KVM_X86_SW_PROTECTED_VM))) {
-			printf("# SKIP: VM type 1 (KVM_X86_SW_PROTECTED_VM) is not "
-			       "offered by this kernel (KVM_CAP_VM_TYPES = %#x): "
-			       "it needs CONFIG_KVM_SW_PROTECTED_VM\n",
-			       types < 0 ? 0 : types);
-			return 77;
-		}
+		if (types < 0 || !(types & (1 << KVM_X86_SW_PROTECTED_VM)))
+			return tc_skip(NULL,
+				       "VM type 1 (KVM_X86_SW_PROTECTED_VM) is not "
+				       "offered by this kernel (KVM_CAP_VM_TYPES = "
+				       "%#x): it needs CONFIG_KVM_SW_PROTECTED_VM",
+				       types < 0 ? 0 : types);
 	}
 	return kt_main(kt_suite_swprot());
 #else
-	printf("# SKIP: KVM_X86_SW_PROTECTED_VM exists on x86_64 only\n");
-	return 77;
+	return tc_skip(NULL,
+		       "KVM_X86_SW_PROTECTED_VM exists on x86_64 only");
 #endif
 }
 #endif

@@ -413,10 +413,8 @@ main(void)
 	char why[256];
 
 	kt_init();
-	if (kt_kvm_fd() >= 0 && !kt_uffd_usable(why, sizeof(why))) {
-		printf("# SKIP: %s\n", why);
-		return 77;
-	}
+	if (kt_kvm_fd() >= 0 && tc_uffd_usable(why, sizeof(why)))
+		return tc_skip(NULL, "%s", why);
 	return kt_main(kt_suite_uffd());
 }
 #endif

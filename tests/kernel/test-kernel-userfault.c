@@ -920,10 +920,8 @@ main(void)
 	char why[256];
 
 	kt_init();
-	if (kt_kvm_fd() >= 0 && !have_userfault(why, sizeof(why))) {
-		printf("# SKIP: %s\n", why);
-		return 77;
-	}
+	if (kt_kvm_fd() >= 0 && !have_userfault(why, sizeof(why)))
+		return tc_skip(NULL, "%s", why);
 	return kt_main(kt_suite_userfault());
 }
 #endif

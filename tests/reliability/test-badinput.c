@@ -17,6 +17,7 @@
 
 #include "badinput-fixture.h"
 #include "kvmsim.h"
+#include "test-common.h"
 
 static struct fx fx_state;
 
@@ -131,28 +132,13 @@ fx_forget(struct fx *fx, const void *freed)
  * A case whose object this process cannot make (a userfaultfd where it is
  * not permitted) returns without checking anything. It runs in a forked
  * child, so it cannot tell main(); main() asks the same question itself
- * (userfaultfd_available()) and reports the whole matrix as skipped rather
+ * (tc_uffd_usable()) and reports the whole matrix as skipped rather
  * than count such a case as a pass.
  */
 void
 fx_skip(const char *why)
 {
 	printf("skipped: %s\n", why);
-}
-
-/* What the fixture needs for memfault_uffd_new(): the library opens the
- * userfaultfd() system call, or /dev/userfaultfd where that is refused. */
-static bool
-userfaultfd_available(void)
-{
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-
-	if (fd < 0)
-		fd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	close(fd);
-	return true;
 }
 
 void
@@ -179,8 +165,8 @@ main(int argc, char **argv)
 {
 	Suite *s = suite_create("badinput");
 	TCase *tc = tcase_create("badinput");
-	SRunner *sr;
-	int failed;
+	char why[256];
+	int r;
 
 	(void)argc;
 	(void)argv;
@@ -190,17 +176,9 @@ main(int argc, char **argv)
 	tcase_set_timeout(tc, 30);
 	tcase_add_loop_test(tc, matrix, 0, fx_nr_cases);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	if (failed)
-		return EXIT_FAILURE;
-	if (!userfaultfd_available()) {
-		printf("SKIP: userfaultfd is not permitted here (%s): the "
-		       "cases on a userfaultfd object checked nothing\n",
-		       strerror(errno));
-		return 77;
-	}
-	return EXIT_SUCCESS;
+	r = tc_run(s);
+	if (r == EXIT_SUCCESS && tc_uffd_usable(why, sizeof(why)))
+		return tc_skip(NULL, "%s: the cases on a userfaultfd object "
+			       "checked nothing", why);
+	return r;
 }

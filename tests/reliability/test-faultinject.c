@@ -38,6 +38,7 @@
 #include "kvm-userfault-proposed.h"
 #include "kvmsim.h"
 #include "memfault/memfault.h"
+#include "test-common.h"
 
 #define RAM_GPA 0x20000000ull
 #define GMEM_GPA 0x30000000ull
@@ -1591,28 +1592,22 @@ main(int argc, char **argv)
 	Suite *s = suite_create("faultinject");
 	TCase *tc = tcase_create("faultinject");
 	bool uffd = argc > 1 && !strcmp(argv[1], "uffd");
-	SRunner *sr;
-	int failed;
 
 	if (!fi_ready()) {
 		fprintf(stderr, "libmemfault.so not found in the process\n");
 		return 1;
 	}
 	sim = fi_kvmsim();
-	if (!sim) {
-		fprintf(stderr, "libkvmsim.so is not preloaded: skipped\n");
-		return 77;
-	}
+	if (!sim)
+		return tc_skip(s, "libkvmsim.so is not preloaded");
 	if (uffd) {
 		int r = uffd_available();
 
-		if (r) {
-			printf("skipped: no userfaultfd here (%s)\n",
-			       strerror(-r));
-			return 77;
-		}
+		if (r)
+			return tc_skip(s, "no userfaultfd here (%s)",
+				       strerror(-r));
 	}
-	setvbuf(stdout, NULL, _IOLBF, 0);
+	tc_init();
 	tcase_set_timeout(tc, 120);
 	if (uffd) {
 		tcase_add_loop_test(tc, inject_uffd, 0,
@@ -1624,9 +1619,5 @@ main(int argc, char **argv)
 		tcase_add_test(tc, pure_calls_make_no_call);
 	}
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tc_run(s);
 }

@@ -604,17 +604,6 @@ END_TEST
 
 /* ---- exits with flat memory ---- */
 
-static long
-open_fds(void)
-{
-	long n = 0;
-
-	for (int fd = 0; fd < 4096; fd++)
-		if (fcntl(fd, F_GETFD) >= 0)
-			n++;
-	return n;
-}
-
 static int
 on_other(void *user, struct memfault_vcpu *vcpu, const struct memfault_fault *f)
 {
@@ -683,8 +672,8 @@ START_TEST(exits_flat)
 		int r;
 
 		if (i == nr_exits / 10) {
-			rss0 = rss_kib();
-			fds0 = open_fds();
+			rss0 = tc_rss_kib();
+			fds0 = tc_open_fds();
 		}
 		/* a userfault page-in, then a memory fault to the VMM */
 		ck_assert_int_eq(memfault_region_mark_missing(region, i / 10 % 4,
@@ -711,8 +700,8 @@ START_TEST(exits_flat)
 			ordinary++;
 		}
 	}
-	rss1 = rss_kib();
-	fds1 = open_fds();
+	rss1 = tc_rss_kib();
+	fds1 = tc_open_fds();
 	ck_assert_int_eq(memfault_vcpu_get_stats(e.vcpu, &st, sizeof(st)), 0);
 	printf("%s: %lu exits (%lu ordinary, %lu memory faults, %lu userfault "
 	       "page-ins), %llu KVM_RUN calls, RSS %ld -> %ld KiB, fds %ld -> "
@@ -741,21 +730,15 @@ main(void)
 	Suite *s = suite_create("stress");
 	TCase *tc = tcase_create("stress");
 	const char *v = getenv("MEMFAULT_SOAK");
-	SRunner *sr;
-	int failed;
 
 	soak = v && *v == '1';
 	nr_kicks = soak ? 100000 : 20000;
 	nr_exits = soak ? 1000000 : 100000;
-	setvbuf(stdout, NULL, _IOLBF, 0);
+	tc_init();
 	tcase_set_timeout(tc, soak ? 1200 : 240);
 	tcase_add_loop_test(tc, kicks_matched, 0, 4);
 	tcase_add_loop_test(tc, kicks_in_signal_storm, 0, 2);
 	tcase_add_loop_test(tc, exits_flat, 0, 2);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tc_run(s);
 }

@@ -39,6 +39,7 @@
 
 #include "kvmsim-probe.h"
 #include "kvmsim.h"
+#include "test-common.h"
 
 #ifndef EHWPOISON
 #define EHWPOISON 133
@@ -2735,11 +2736,5 @@ kvmsim_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(kvmsim_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tc_run(kvmsim_suite());
 }

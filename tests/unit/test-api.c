@@ -431,5 +431,5 @@ main(void)
 	ADD_TEST(tc, vcpu_without_dev_kvm_needs_a_mapping);
 	ADD_TEST(tc, run_on_a_closed_vcpu_fd);
 	suite_add_tcase(s, tc);
-	return test_run_suite(s);
+	return tc_run(s);
 }

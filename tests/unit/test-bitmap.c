@@ -562,7 +562,7 @@ START_TEST(one_tib_region)
 		      .flags = MEMFAULT_REGION_NO_MEMSLOT);
 	struct memfault_region *r;
 	struct timespec a, b;
-	long before = rss_kib();
+	long before = tc_rss_kib();
 	uint64_t p;
 
 	clock_gettime(CLOCK_MONOTONIC, &a);
@@ -572,7 +572,7 @@ START_TEST(one_tib_region)
 				    (double)(b.tv_nsec - a.tv_nsec) / 1e9,
 			    1.0);
 	/* 2^28 pages of 4 KiB: nothing committed until used */
-	ck_assert_int_lt(rss_kib() - before, 1024);
+	ck_assert_int_lt(tc_rss_kib() - before, 1024);
 	ck_assert_int_eq(memfault_region_mark_missing(r, size / e.page - 1, 1),
 			 0);
 	ck_assert_int_eq(memfault_region_find_missing(r, 0, &p), 0);
@@ -654,13 +654,13 @@ START_TEST(huge_region_fails_fast)
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		uint64_t size = sizes[i] / 4096 * e.page;
 
-		before = peaks && reset_peak() ? peak_kib() : rss_kib();
+		before = peaks && reset_peak() ? peak_kib() : tc_rss_kib();
 		clock_gettime(CLOCK_MONOTONIC, &a);
 		ck_assert_int_eq(memfault_region_new(e.vm, 1, 0, size, hva, &o,
 						     &r),
 				 -EINVAL);
 		ck_assert_double_lt(seconds_since(&a), 2.0);
-		ck_assert_int_lt((peaks ? peak_kib() : rss_kib()) - before,
+		ck_assert_int_lt((peaks ? peak_kib() : tc_rss_kib()) - before,
 				 16 * 1024);
 		ck_assert_ptr_eq(r, (void *)1);
 	}
@@ -674,12 +674,12 @@ START_TEST(huge_region_fails_fast)
 	/* 2^31 - 1 pages is what KVM takes: accepted, nothing committed */
 	o.flags = MEMFAULT_REGION_USERFAULT;
 	o.guest_memfd_offset = 0;
-	before = peaks && reset_peak() ? peak_kib() : rss_kib();
+	before = peaks && reset_peak() ? peak_kib() : tc_rss_kib();
 	ck_assert_int_eq(memfault_region_new(e.vm, 1, RAM_GPA,
 					     ((1ull << 31) - 1) * e.page, hva,
 					     &o, &r),
 			 0);
-	ck_assert_int_lt((peaks ? peak_kib() : rss_kib()) - before, 16 * 1024);
+	ck_assert_int_lt((peaks ? peak_kib() : tc_rss_kib()) - before, 16 * 1024);
 	memfault_region_free(r);
 }
 END_TEST
@@ -730,7 +730,7 @@ START_TEST(unbackable_missing_bitmap_is_enomem)
 		       "and swap: no region that large: not checked\n", total);
 		return;
 	}
-	before = rss_kib();
+	before = tc_rss_kib();
 	clock_gettime(CLOCK_MONOTONIC, &a);
 	ck_assert_int_eq(memfault_region_new(e.vm, 0, 0, size, NULL, &o, &r),
 			 -ENOMEM);
@@ -740,7 +740,7 @@ START_TEST(unbackable_missing_bitmap_is_enomem)
 	if (emulated())
 		return;
 	ck_assert_double_lt(seconds_since(&a), 5.0);
-	ck_assert_int_lt(rss_kib() - before, 16 * 1024);
+	ck_assert_int_lt(tc_rss_kib() - before, 16 * 1024);
 }
 END_TEST
 
@@ -766,5 +766,5 @@ main(void)
 	ADD_TEST(tc, huge_region_fails_fast);
 	ADD_TEST(tc, unbackable_missing_bitmap_is_enomem);
 	suite_add_tcase(s, tc);
-	return test_run_suite(s);
+	return tc_run(s);
 }

@@ -444,5 +444,5 @@ main(void)
 	ADD_TEST(tc, arch_table);
 	ADD_TEST(tc, version);
 	suite_add_tcase(s, tc);
-	return test_run_suite(s);
+	return tc_run(s);
 }

@@ -311,10 +311,8 @@ main(void)
 		RTLD_DEFAULT, "kvmsim_default_quirks");
 	sim_set_script_text = (int (*)(int, const char *))dlsym(
 		RTLD_DEFAULT, "kvmsim_vcpu_set_script_text");
-	if (!sim_reset || !sim_default_quirks || !sim_set_script_text) {
-		fprintf(stderr, "SKIP: run with LD_PRELOAD=libkvmsim.so\n");
-		return 77;
-	}
+	if (!sim_reset || !sim_default_quirks || !sim_set_script_text)
+		return tc_skip(s, "run with LD_PRELOAD=libkvmsim.so");
 	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, unaligned_range_crossing_a_page, 0, 2);
 	tcase_add_loop_test(tc, sub_page_range, 0, 2);
@@ -322,5 +320,5 @@ main(void)
 	tcase_add_loop_test(tc, range_leaving_the_region, 0, 2);
 	tcase_add_loop_test(tc, kick_between_pages, 0, 2);
 	suite_add_tcase(s, tc);
-	return test_run_suite(s);
+	return tc_run(s);
 }

@@ -141,23 +141,6 @@ uf_region(struct ctx *c)
 	return r;
 }
 
-struct vcpu_thread {
-	struct sim_env *e;
-	struct memfault_vcpu *vcpu;
-	int fd;
-	int result;
-	pthread_t t;
-};
-
-static void *
-run_to_end(void *arg)
-{
-	struct vcpu_thread *vt = arg;
-
-	vt->result = memfault_vcpu_run_dispatch(vt->vcpu);
-	return NULL;
-}
-
 /* Script: load every page once, in an order of its own (then the end). */
 static void
 script_all_pages(struct sim_env *e, int fd, int k)
@@ -750,5 +733,5 @@ main(void)
 	ADD_TEST(tc, same_callbacks_on_both_arches);
 	ADD_TEST(tc, bad_arguments);
 	suite_add_tcase(s, tc);
-	return test_run_suite(s);
+	return tc_run(s);
 }

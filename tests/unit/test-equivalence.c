@@ -65,5 +65,5 @@ main(void)
 	tcase_add_loop_test(tc, same_results_on_both_arches, 0,
 			    2 * NR_SCENARIOS);
 	suite_add_tcase(s, tc);
-	return test_run_suite(s);
+	return tc_run(s);
 }

@@ -324,5 +324,5 @@ main(void)
 				    m[i] + 1);
 	}
 	suite_add_tcase(s, tc);
-	return test_run_suite(s);
+	return tc_run(s);
 }

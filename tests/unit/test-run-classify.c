@@ -357,13 +357,12 @@ main(void)
 
 	resolve();
 	if (!real_ioctl || !sim_reset || !sim_default_quirks ||
-	    !sim_set_script) {
-		fprintf(stderr, "SKIP: the simulator is not preloaded (LD_PRELOAD=libkvmsim.so)\n");
-		return 77;
-	}
+	    !sim_set_script)
+		return tc_skip(s, "the simulator is not preloaded "
+			       "(LD_PRELOAD=libkvmsim.so)");
 	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, vcpu_run_and_classify_agree, 0, 2);
 	tcase_add_loop_test(tc, real_exits_then_a_lie, 0, 2);
 	suite_add_tcase(s, tc);
-	return test_run_suite(s);
+	return tc_run(s);
 }

@@ -179,5 +179,5 @@ main(void)
 	tcase_add_loop_test(tc, level_6_1_has_no_fault_exits, 0, 1);
 	tcase_add_loop_test(tc, level_6_1_has_no_fault_exits, 4, 5);
 	suite_add_tcase(s, tc);
-	return test_run_suite(s);
+	return tc_run(s);
 }

@@ -976,22 +976,6 @@ END_TEST
 
 /* ---- vCPUs ---- */
 
-struct vcpu_thread {
-	struct memfault_vcpu *vcpu;
-	int fd;
-	int result;
-	pthread_t t;
-};
-
-static void *
-run_to_end(void *arg)
-{
-	struct vcpu_thread *vt = arg;
-
-	vt->result = memfault_vcpu_run_dispatch(vt->vcpu);
-	return NULL;
-}
-
 static void
 script_pages(int fd, size_t npages, int k)
 {
@@ -1203,39 +1187,15 @@ END_TEST
 
 /* ---- main ---- */
 
-/* Can this process use userfaultfd at all (not under qemu-user, not
- * unprivileged with the sysctl off)? */
-static int
-uffd_usable(void)
-{
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	int dev;
-
-	if (fd >= 0) {
-		close(fd);
-		return 1;
-	}
-	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (dev < 0)
-		return 0;
-	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC);
-	close(dev);
-	if (fd < 0)
-		return 0;
-	close(fd);
-	return 1;
-}
-
 int
 main(void)
 {
 	Suite *s = suite_create("uffd");
 	TCase *tc = tcase_create("uffd");
+	char why[256];
 
-	if (!uffd_usable()) {
-		fprintf(stderr, "userfaultfd is not usable here: skipped\n");
-		return 77;
-	}
+	if (tc_uffd_usable(why, sizeof(why)))
+		return tc_skip(s, "%s", why);
 	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, missing_threads, 0, 6);
 	tcase_add_loop_test(tc, minor_threads, 0, 6);
@@ -1254,5 +1214,5 @@ main(void)
 	tcase_add_loop_test(tc, combined_kvm_and_uffd, 0, 4);
 	tcase_add_loop_test(tc, kvm_failure_wakes_host_waiters, 0, 2);
 	suite_add_tcase(s, tc);
-	return test_run_suite(s);
+	return tc_run(s);
 }

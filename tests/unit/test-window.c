@@ -469,26 +469,6 @@ uf_reader(void *arg)
 	}
 }
 
-/* 0 if this process may use userfaultfd (as memfault_uffd_new() asks). */
-static int
-uffd_usable(void)
-{
-	struct uffdio_api api = { .api = UFFD_API };
-	int fd = -1, dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC), r;
-
-	if (dev >= 0) {
-		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC);
-		close(dev);
-	}
-	if (fd < 0)
-		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	r = ioctl(fd, UFFDIO_API, &api) ? -errno : 0;
-	close(fd);
-	return r;
-}
-
 START_TEST(uffd_remark_never_zero_fills)
 {
 	MEMFAULT_OPTS(memfault_region_opts, o,
@@ -663,13 +643,10 @@ main(int argc, char **argv)
 
 	tcase_set_timeout(tc, 120);
 	if (argc > 1 && !strcmp(argv[1], "uffd")) {
-		int r = uffd_usable();
+		char why[256];
 
-		if (r) {
-			printf("skipped: no userfaultfd here (%s)\n",
-			       strerror(-r));
-			return 77;
-		}
+		if (tc_uffd_usable(why, sizeof(why)))
+			return tc_skip(s, "%s", why);
 		tcase_add_loop_test(tc, uffd_remark_never_zero_fills, 0, 2);
 	} else {
 		/* 2 arches x 3 variants */
@@ -682,5 +659,5 @@ main(int argc, char **argv)
 		tcase_add_test(tc, mark_waits_for_fetches);
 	}
 	suite_add_tcase(s, tc);
-	return test_run_suite(s);
+	return tc_run(s);
 }

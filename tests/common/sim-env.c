@@ -1,53 +1,13 @@
-/* SPDX-License-Identifier: MIT */
-/*
- * A VM with one vCPU on the KVM simulator, set up the way a VMM does it:
- * raw KVM ioctls for the VM, memslots and guest_memfd, libmemfault for the
- * vCPU. Shared by the simulator-based test executables.
- */
-#ifndef MEMFAULT_SIM_ENV_H
-#define MEMFAULT_SIM_ENV_H
-
-#include <check.h>
-#include <errno.h>
+// SPDX-License-Identifier: MIT
+/* The simulator VM fixture of the libmemfault tests; see sim-env.h. */
 #include <fcntl.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <linux/kvm.h>
+#include "sim-env.h"
 
-#include "kvm-userfault-proposed.h"
-#include "kvmsim.h"
-#include "memfault/memfault.h"
-
-#ifndef EHWPOISON
-#define EHWPOISON 133
-#endif
-
-#define MMIO_GPA 0x10000000ull
-#define RAM_GPA 0x20000000ull
-#define GMEM_GPA 0x30000000ull
-
-struct sim_env {
-	uint32_t arch, level;
-	int kvm_fd, vm_fd, vcpu_fd, gmem_fd;
-	struct memfault_vm *vm;
-	struct memfault_vcpu *vcpu;
-	struct kvm_run *run;
-	uint64_t page;
-	void *ram, *gmem_map;
-	size_t ram_size, gmem_size;
-	unsigned long *bitmap;
-};
-
-static const struct {
-	uint32_t arch, level;
-	const char *name;
-} sim_models[] = {
+const struct sim_model sim_models[NR_SIM_MODELS] = {
 	{ KVMSIM_X86_64, KVMSIM_LEVEL_6_1, "x86_64/6.1" },
 	{ KVMSIM_X86_64, KVMSIM_LEVEL_6_8, "x86_64/6.8" },
 	{ KVMSIM_X86_64, KVMSIM_LEVEL_7_2, "x86_64/7.2" },
@@ -57,10 +17,8 @@ static const struct {
 	{ KVMSIM_ARM64, KVMSIM_LEVEL_7_2, "arm64/7.2" },
 	{ KVMSIM_ARM64, KVMSIM_LEVEL_7_2_UF, "arm64/7.2+uf" },
 };
-#define NR_SIM_MODELS ((int)(sizeof(sim_models) / sizeof(sim_models[0])))
 
-/* Open /dev/kvm, a VM of @vm_type and one vCPU on the simulator. */
-static inline void
+void
 sim_env_open_quirks(struct sim_env *e, uint32_t arch, uint32_t level,
 		    uint64_t quirks, unsigned long vm_type)
 {
@@ -85,14 +43,14 @@ sim_env_open_quirks(struct sim_env *e, uint32_t arch, uint32_t level,
 	ck_assert_int_eq(memfault_vcpu_get_run(e->vcpu, &e->run), 0);
 }
 
-static inline void
+void
 sim_env_open(struct sim_env *e, uint32_t arch, uint32_t level)
 {
 	sim_env_open_quirks(e, arch, level, kvmsim_default_quirks(arch, level),
 			    0);
 }
 
-static inline void
+void
 sim_env_close(struct sim_env *e)
 {
 	memfault_vcpu_free(e->vcpu);
@@ -109,93 +67,84 @@ sim_env_close(struct sim_env *e)
 	close(e->kvm_fd);
 }
 
-/* A normal memslot of @pages pages at RAM_GPA, filled with 0x5a. */
-static inline void
-sim_env_add_ram(struct sim_env *e, uint32_t slot, size_t pages,
-		uint32_t flags)
+/*
+ * KVM_SET_USER_MEMORY_REGION2 with the proposed userfault bitmap, or, at
+ * 6.1 where only the old ioctl exists, KVM_SET_USER_MEMORY_REGION (its
+ * struct is the first five fields of the new one). 0 or -errno.
+ */
+static int
+set_slot(struct sim_env *e, uint32_t slot, uint32_t flags, uint64_t gpa,
+	 size_t size, void *hva, int gmem_fd, const unsigned long *bitmap)
 {
 	struct kvm_userspace_memory_region2_uf r;
 
+	memset(&r, 0, sizeof(r));
+	r.slot = slot;
+	r.flags = flags;
+	r.guest_phys_addr = gpa;
+	r.memory_size = size;
+	r.userspace_addr = (uintptr_t)hva;
+	r.guest_memfd = (uint32_t)gmem_fd;
+	r.userfault_bitmap = (uintptr_t)bitmap;
+	if (e->level == KVMSIM_LEVEL_6_1)
+		return ioctl(e->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) ? -errno
+								       : 0;
+	return ioctl(e->vm_fd, KVM_SET_USER_MEMORY_REGION2, &r) ? -errno : 0;
+}
+
+void
+sim_env_add_ram(struct sim_env *e, uint32_t slot, size_t pages,
+		uint32_t flags)
+{
 	e->ram_size = pages * e->page;
 	e->ram = mmap(NULL, e->ram_size, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ck_assert_ptr_ne(e->ram, MAP_FAILED);
 	memset(e->ram, 0x5a, e->ram_size);
-	memset(&r, 0, sizeof(r));
-	r.slot = slot;
-	r.flags = flags;
-	r.guest_phys_addr = RAM_GPA;
-	r.memory_size = e->ram_size;
-	r.userspace_addr = (uintptr_t)e->ram;
 	if (flags & KVM_MEM_USERFAULT) {
 		size_t words = (pages + 8 * sizeof(long) - 1) /
 			       (8 * sizeof(long));
 
 		e->bitmap = calloc(words, sizeof(long));
 		ck_assert_ptr_nonnull(e->bitmap);
-		r.userfault_bitmap = (uintptr_t)e->bitmap;
 	}
-	if (e->level == KVMSIM_LEVEL_6_1) {
-		struct kvm_userspace_memory_region r1 = {
-			.slot = slot, .flags = flags,
-			.guest_phys_addr = RAM_GPA,
-			.memory_size = e->ram_size,
-			.userspace_addr = (uintptr_t)e->ram,
-		};
-
-		ck_assert_int_eq(ioctl(e->vm_fd, KVM_SET_USER_MEMORY_REGION,
-				       &r1), 0);
-		return;
-	}
-	ck_assert_int_eq(ioctl(e->vm_fd, KVM_SET_USER_MEMORY_REGION2, &r), 0);
+	ck_assert_int_eq(set_slot(e, slot, flags, RAM_GPA, e->ram_size, e->ram,
+				  0, e->bitmap),
+			 0);
 }
 
-/*
- * A guest_memfd memslot of @pages pages at GMEM_GPA. Returns 0, or the
- * negative errno of KVM_CREATE_GUEST_MEMFD when the model has none.
- */
-static inline int
+int
 sim_env_add_gmem(struct sim_env *e, uint32_t slot, size_t pages,
 		 uint64_t gmem_flags)
 {
 	struct kvm_create_guest_memfd g = { .size = pages * e->page,
 					    .flags = gmem_flags };
-	struct kvm_userspace_memory_region2 r;
+	int r;
 
 	e->gmem_fd = ioctl(e->vm_fd, KVM_CREATE_GUEST_MEMFD, &g);
 	if (e->gmem_fd < 0) {
-		int err = errno;
-
+		r = -errno;
 		e->gmem_fd = -1;
-		return -err;
+		return r;
 	}
 	e->gmem_size = g.size;
 	e->gmem_map = mmap(NULL, e->gmem_size, PROT_READ | PROT_WRITE,
 			   MAP_SHARED, e->gmem_fd, 0);
 	ck_assert_ptr_ne(e->gmem_map, MAP_FAILED);
 	memset(e->gmem_map, 0x6b, e->gmem_size);
-	memset(&r, 0, sizeof(r));
-	r.slot = slot;
-	r.flags = KVM_MEM_GUEST_MEMFD;
-	r.guest_phys_addr = GMEM_GPA;
-	r.memory_size = e->gmem_size;
-	r.userspace_addr = (uintptr_t)e->gmem_map;
-	r.guest_memfd = (uint32_t)e->gmem_fd;
-	if (ioctl(e->vm_fd, KVM_SET_USER_MEMORY_REGION2, &r)) {
+	r = set_slot(e, slot, KVM_MEM_GUEST_MEMFD, GMEM_GPA, e->gmem_size,
+		     e->gmem_map, e->gmem_fd, NULL);
+	if (r) {
 		/* 6.8: guest_memfd memslots only for private-memory VM types */
-		int err = errno;
-
 		munmap(e->gmem_map, e->gmem_size);
 		close(e->gmem_fd);
 		e->gmem_map = NULL;
 		e->gmem_fd = -1;
-		return -err;
 	}
-	return 0;
+	return r;
 }
 
-/* guest_memfd flags the model accepts for a plain (type 0) VM. */
-static inline uint64_t
+uint64_t
 sim_env_gmem_flags(const struct sim_env *e)
 {
 	int r = ioctl(e->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS);
@@ -203,20 +152,13 @@ sim_env_gmem_flags(const struct sim_env *e)
 	return r > 0 ? (uint64_t)r & GUEST_MEMFD_FLAG_MMAP : 0;
 }
 
-static inline void
+void
 sim_env_script(struct sim_env *e, const char *text)
 {
 	ck_assert_int_eq(kvmsim_vcpu_set_script_text(e->vcpu_fd, text), 0);
 }
 
-/* The VMM-visible result of one memfault_vcpu_run(). */
-struct outcome {
-	int r;
-	uint32_t exit_reason; /* for MEMFAULT_RUN_EXIT */
-	struct memfault_fault f; /* for MEMFAULT_RUN_MEMORY_FAULT */
-};
-
-static inline struct outcome
+struct outcome
 sim_env_run(struct sim_env *e)
 {
 	struct outcome o;
@@ -234,7 +176,7 @@ sim_env_run(struct sim_env *e)
 	return o;
 }
 
-static inline uint64_t
+uint64_t
 sim_env_acc(struct sim_env *e)
 {
 	uint64_t acc = 0;
@@ -243,4 +185,12 @@ sim_env_acc(struct sim_env *e)
 	return acc;
 }
 
-#endif
+
+void *
+run_to_end(void *arg)
+{
+	struct vcpu_thread *vt = arg;
+
+	vt->result = memfault_vcpu_run_dispatch(vt->vcpu);
+	return NULL;
+}

@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: MIT
+/* The one runner and the shared helpers; see test-common.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <linux/userfaultfd.h>
+
+#include "test-common.h"
+
+/* Skips counted across Check's forked test processes: the parent maps it
+ * shared before the run, each child adds to it. NULL outside a run. */
+static unsigned *tc_skips;
+
+void
+tc_count_skip(void)
+{
+	if (tc_skips)
+		__atomic_add_fetch(tc_skips, 1, __ATOMIC_RELAXED);
+}
+
+int
+tc_run_srunner(SRunner *sr, struct tc_counts *counts)
+{
+	struct tc_counts c = { 0, 0, 0 };
+
+	tc_skips = mmap(NULL, sizeof(*tc_skips), PROT_READ | PROT_WRITE,
+			MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (tc_skips == MAP_FAILED)
+		tc_skips = NULL;
+	srunner_run_all(sr, CK_ENV);
+	c.failed = srunner_ntests_failed(sr);
+	c.ran = srunner_ntests_run(sr);
+	c.skipped = tc_skips ? *tc_skips : 0;
+	srunner_free(sr);
+	if (tc_skips)
+		munmap(tc_skips, sizeof(*tc_skips));
+	tc_skips = NULL;
+	if (counts)
+		*counts = c;
+	if (c.failed)
+		return EXIT_FAILURE;
+	/* every test skipped itself: the executable as a whole is a SKIP */
+	return c.ran > 0 && c.skipped >= (unsigned)c.ran ? 77 : EXIT_SUCCESS;
+}
+
+int
+tc_run_counted(Suite *s, struct tc_counts *counts)
+{
+	return tc_run_srunner(srunner_create(s), counts);
+}
+
+int
+tc_run(Suite *s)
+{
+	return tc_run_counted(s, NULL);
+}
+
+int
+tc_skip(Suite *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("# SKIP: ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	if (s)
+		srunner_free(srunner_create(s));
+	return 77;
+}
+
+void
+tc_init(void)
+{
+	static bool done;
+
+	if (!done)
+		setvbuf(stdout, NULL, _IOLBF, 0);
+	done = true;
+}
+
+long
+tc_rss_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long v = -1;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld", &v) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return v;
+}
+
+long
+tc_open_fds(void)
+{
+	long n = 0;
+
+	for (int fd = 0; fd < 4096; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			n++;
+	return n;
+}
+
+int
+tc_uffd_usable(char *why, size_t len)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	int err = fd < 0 ? errno : 0, dev, dev_err = 0, r;
+
+	if (fd < 0) {
+		/* /dev/userfaultfd (6.1+) can be granted without the sysctl */
+		dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+		if (dev >= 0) {
+			fd = ioctl(dev, USERFAULTFD_IOC_NEW,
+				   O_CLOEXEC | O_NONBLOCK);
+			dev_err = fd < 0 ? errno : 0;
+			close(dev);
+		} else {
+			dev_err = errno;
+		}
+	}
+	if (fd < 0) {
+		if (why)
+			snprintf(why, len,
+				 "userfaultfd: %s; /dev/userfaultfd: %s (not "
+				 "permitted: vm.unprivileged_userfaultfd=0 "
+				 "without root, or no userfaultfd in this "
+				 "kernel or emulator)",
+				 strerror(err), strerror(dev_err));
+		return -(dev_err ? dev_err : err);
+	}
+	r = ioctl(fd, UFFDIO_API, &api) ? -errno : 0;
+	close(fd);
+	if (r && why)
+		snprintf(why, len, "userfaultfd: UFFDIO_API: %s", strerror(-r));
+	return r;
+}

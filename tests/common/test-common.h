@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The one runner and the helpers every kind of test executable shares
+ * (unit, sim, reliability, abi, kernel). No simulator and no libmemfault
+ * here: the kernel harness links this file into its static real-kernel
+ * build too (tests/kernel/run-nested.sh). The simulator fixtures are in
+ * sim-env.h and sim-raw.h. See tests/README.md.
+ */
+#ifndef MEMFAULT_TEST_COMMON_H
+#define MEMFAULT_TEST_COMMON_H
+
+#include <check.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* What one run of a suite did. */
+struct tc_counts {
+	int ran;          /* tests run */
+	int failed;       /* failed or errored */
+	unsigned skipped; /* of those run, how many called tc_count_skip() */
+};
+
+/*
+ * Run every test of @s (Check's fork mode; verbosity from CK_VERBOSITY,
+ * CK_RUN_CASE selects one test case), free it, and return the exit code
+ * meson reads: 1 if a test failed, 77 if tests ran and every one of them
+ * skipped itself (tc_count_skip()), else 0. @counts, if not NULL, gets the
+ * figures.
+ */
+int tc_run_counted(Suite *s, struct tc_counts *counts);
+/* The same over a runner of several suites (srunner_add_suite()). */
+int tc_run_srunner(SRunner *sr, struct tc_counts *counts);
+/* tc_run_counted(@s, NULL). */
+int tc_run(Suite *s);
+/*
+ * The whole executable cannot run here: print "# SKIP: <reason>" on
+ * stdout, free @s (may be NULL) and return 77 for main() to return.
+ */
+int tc_skip(Suite *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* The running test skipped itself (it then returns at once): counted in
+ * shared memory, as Check runs each test in a child process. */
+void tc_count_skip(void);
+
+/* Line-buffered stdout even into a pipe: Check forks a child per test,
+ * and a line still buffered at the fork would be printed twice. Call
+ * before any output; idempotent. */
+void tc_init(void);
+
+/* Add @fn to @tc (the name the tests have always used). */
+#define ADD_TEST(tc, fn) tcase_add_test((tc), fn)
+/* Add @fn to @s in a test case of its own, named after it, so that
+ * CK_RUN_CASE=<fn> runs just that test. */
+#define ADD_CASE(s, fn)                                                        \
+	do {                                                                   \
+		TCase *tc_ = tcase_create(#fn);                                \
+		tcase_add_test(tc_, fn);                                       \
+		suite_add_tcase((s), tc_);                                     \
+	} while (0)
+
+/* The process's resident set in KiB (VmRSS), or -1. */
+long tc_rss_kib(void);
+/* How many of the fds 0..4095 are open. */
+long tc_open_fds(void);
+/*
+ * Can this process use userfaultfd as libmemfault opens it: the system
+ * call, or /dev/userfaultfd's USERFAULTFD_IOC_NEW where that is refused,
+ * and the UFFDIO_API handshake on the fd? 0 if so, else a negative errno
+ * with the reason in @why (@len bytes; @why may be NULL).
+ */
+int tc_uffd_usable(char *why, size_t len);
+
+#endif
