@@ -18,8 +18,8 @@
  * Then it re-enters the guest, which retries the access. The VMM sees only
  * the guest's reports.
  *
- * The guest (two pages, A and B, of a guest_memfd-backed memslot at GPA
- * 0x100000; the host put 0x4141... in B's shared copy):
+ * The guest (pages A at GPA 0x100000 and B at 0x110000 of a
+ * guest_memfd-backed memslot; the host put 0x4141... in B's shared copy):
  *   A: shared store 0x5151..., shared load    -> reports 0x5151...
  *      private store 0xc0ffee                  -> to private, shared copy
  *                                                 discarded
@@ -39,53 +39,53 @@
  * shared bit. KVM's development VM type, KVM_X86_SW_PROTECTED_VM (VM type
  * 1), has no such bit: there the page's attribute itself decides whether an
  * access is private, so a guest can never ask for a conversion (see
- * tests/kernel/test-kernel-swprot.c). The KVM simulator models the C-bit
- * in its x86 model (step flags "private" and "shared") and offers VM type 1
- * with quirk 0x20 (KVMSIM_QUIRKS=0x26: the 7.2 defaults plus
- * SW_PROTECTED_VM); that is where this example runs. On anything else it
- * says why it cannot and exits 77.
+ * tests/kernel/test-kernel-swprot.c). The test suite's KVM simulator
+ * models the C-bit in its x86 model (step flags "private" and "shared" of
+ * its guest script) and offers VM type 1 with quirk 0x20; that is where
+ * this example runs. On a KVM that runs machine code it says why it cannot
+ * and exits 77.
  *
- * Usage:
- *   LD_PRELOAD=build/tests/sim/libkvmsim.so conversion
- *       (KVMSIM_ARCH=x86_64 and KVMSIM_QUIRKS=0x26 are set when unset)
+ * Usage (the script is in examples/meson.build; `meson test -v
+ * conversion-sim-x86_64-7.2-swprot` shows the whole command):
+ *   LD_PRELOAD=build/tests/sim/libkvmsim.so KVMSIM_ARCH=x86_64 \
+ *   KVMSIM_QUIRKS=0x26 KVMSIM_SCRIPT='store:0x100000:8:...' conversion
+ *   conversion            on /dev/kvm: exits 77, as said above
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* RTLD_DEFAULT, fallocate() */
+#define _GNU_SOURCE /* fallocate() */
 #endif
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <linux/falloc.h>
-#include <linux/kvm.h> /* the project's copy of the Linux 7.2 uapi */
 #include <memfault/memfault.h>
 
-#define EXIT_SKIP 77
+#include "example-vm.h"
 
 /* KVM_X86_SW_PROTECTED_VM, from the x86 uapi (asm/kvm.h): an arm64 build,
  * which may still drive the simulator's x86 model, does not have it. */
 #define SW_PROTECTED_VM 1
 
+/*
+ * Pages A and B, 64 KiB apart (a multiple of every host page size), so
+ * that the guest script's addresses do not depend on the page size.
+ */
 #define MEM_SLOT 1
 #define MEM_GPA 0x100000
-#define NR_PAGES 2
+#define B_OFFSET 0x10000
+#define MEM_SIZE (2 * B_OFFSET)
 #define REPORT_GPA 0x10000000 /* no memslot: the guest's reports are MMIO */
 
-#define SHARED_BYTE 0x51 /* the guest's shared store to A */
-#define HOST_BYTE 0x41   /* what the host put in B's shared copy */
-#define PRIVATE_A 0xc0ffee
-#define PRIVATE_B 0xb0b0
+#define HOST_BYTE 0x41 /* what the host put in B's shared copy */
 
 /* One conversion the library made, as the discard hook saw it. */
 struct discard {
@@ -94,49 +94,15 @@ struct discard {
 };
 
 struct vmm {
-	int (*sim_set_script)(int vcpu_fd, const char *text);
-	size_t page_size;
-	int kvm_fd, gmem_fd;
-	struct memfault_vm *vm;
-	struct memfault_vcpu *vcpu;
-	struct memfault_region *region;
+	struct example_vm ev;
+	int gmem_fd;     /* the private copies */
 	uint8_t *shared; /* the memslot's memory: the shared copies */
+	struct memfault_region *region;
 	struct discard discards[8];
 	unsigned nr_discards;
-	uint64_t reports[8];
 	unsigned nr_reports;
 	bool done;
-	unsigned checks_passed, checks_failed;
 };
-
-__attribute__((format(printf, 3, 4))) static void
-check(struct vmm *v, bool ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("       check: ");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf(": %s\n", ok ? "ok" : "FAILED");
-	if (ok)
-		v->checks_passed++;
-	else
-		v->checks_failed++;
-}
-
-static int
-fail(const char *what, int r)
-{
-	printf("error: %s: %s\n", what, strerror(-r));
-	return r;
-}
-
-static uint64_t
-repeat_byte(uint8_t b)
-{
-	return 0x0101010101010101ull * b;
-}
 
 /* ---- The discard hook --------------------------------------------------- */
 
@@ -158,7 +124,7 @@ discard(void *user, uint64_t gpa, uint64_t size, uint32_t to_private)
 	uint64_t off;
 	int r;
 
-	r = memfault_vm_find_region(v->vm, gpa, &region, NULL);
+	r = memfault_vm_find_region(v->ev.vm, gpa, &region, NULL);
 	if (r)
 		return r;
 	r = memfault_region_get_info(region, &info, sizeof(info));
@@ -190,48 +156,16 @@ discard(void *user, uint64_t gpa, uint64_t size, uint32_t to_private)
 	return MEMFAULT_RESOLVED;
 }
 
-static void
-log_message(void *user, int level, const char *message)
-{
-	if (level <= 4)
-		fprintf(stderr, "libmemfault: %s\n", message);
-}
-
 /* ---- The guest ------------------------------------------------------------ */
 
-/*
- * The simulator's script; "private" and "shared" are the C-bit of each
- * access. Every load is followed by an 8-byte MMIO write of what it read.
- */
-static int
-build_script(const struct vmm *v, char *buf, size_t size)
-{
-	uint64_t a = MEM_GPA, b = MEM_GPA + v->page_size;
-	int n;
-
-	n = snprintf(buf, size,
-		     "store:%#" PRIx64 ":8:%#" PRIx64 ":shared;"
-		     "load:%#" PRIx64 ":8:shared;mmio_write:%#x:8:acc;"
-		     "store:%#" PRIx64 ":8:%#x:private;"
-		     "load:%#" PRIx64 ":8:private;mmio_write:%#x:8:acc;"
-		     "load:%#" PRIx64 ":8:shared;mmio_write:%#x:8:acc;"
-		     "load:%#" PRIx64 ":8:private;mmio_write:%#x:8:acc;"
-		     "store:%#" PRIx64 ":8:%#x:private;"
-		     "load:%#" PRIx64 ":8:shared;mmio_write:%#x:8:acc;"
-		     "hlt",
-		     a, repeat_byte(SHARED_BYTE), a, REPORT_GPA, a, PRIVATE_A,
-		     a, REPORT_GPA, a, REPORT_GPA, a, REPORT_GPA, b, PRIVATE_B,
-		     b, REPORT_GPA);
-	return n < 0 || (size_t)n >= size ? -ENOSPC : 0;
-}
-
-/* What each report must be, and why. */
+/* What each report must be, and why: the script (examples/meson.build)
+ * stores 0x5151... (shared) and 0xc0ffee (private) to A, 0xb0b0 to B. */
 static const struct {
 	uint64_t value;
 	const char *what;
 } expected_reports[] = {
 	{ 0x5151515151515151ull, "A, shared load after a shared store" },
-	{ PRIVATE_A, "A, private load after the conversion to private" },
+	{ 0xc0ffee, "A, private load after the conversion to private" },
 	{ 0, "A, shared load: the shared copy was discarded" },
 	{ 0, "A, private load: the private copy was discarded" },
 	{ 0x4141414141414141ull, "B, shared load: the host's data" },
@@ -254,19 +188,17 @@ static const struct {
 static int
 run_guest(struct vmm *v)
 {
+	struct kvm_run *run = v->ev.run;
 	struct memfault_fault f;
-	struct kvm_run *run;
-	unsigned n;
+	uint64_t value;
+	unsigned n, i;
 	int r;
 
-	r = memfault_vcpu_get_run(v->vcpu, &run);
-	if (r)
-		return fail("memfault_vcpu_get_run", r);
 	for (n = 1; !v->done; n++) {
 		if (n > 32)
-			return fail("the guest did not finish", -ETIMEDOUT);
+			return example_fail("the guest did not finish", -ETIMEDOUT);
 		/* conversions are resolved inside, with the discard hook */
-		r = memfault_vcpu_run_dispatch(v->vcpu);
+		r = memfault_vcpu_run_dispatch(v->ev.vcpu);
 		switch (r) {
 		case MEMFAULT_RUN_EXIT:
 			break;
@@ -274,12 +206,12 @@ run_guest(struct vmm *v)
 		case MEMFAULT_RUN_RETRY:
 			continue;
 		case MEMFAULT_RUN_MEMORY_FAULT:
-			memfault_vcpu_get_fault(v->vcpu, &f, sizeof(f));
+			memfault_vcpu_get_fault(v->ev.vcpu, &f, sizeof(f));
 			printf("error: a memory fault the library did not resolve: gpa %#" PRIx64 ", flags %#" PRIx64 ", error %d\n",
 			       f.gpa, f.flags, f.error);
 			return -EFAULT;
 		default:
-			return fail("memfault_vcpu_run_dispatch", r);
+			return example_fail("memfault_vcpu_run_dispatch", r);
 		}
 		if (run->exit_reason == KVM_EXIT_HLT) {
 			printf("exit: HLT, the guest has finished\n");
@@ -287,15 +219,15 @@ run_guest(struct vmm *v)
 		} else if (run->exit_reason == KVM_EXIT_MMIO &&
 			   run->mmio.is_write && run->mmio.len == 8 &&
 			   run->mmio.phys_addr == REPORT_GPA) {
-			uint64_t value;
-			unsigned i = v->nr_reports++;
-
 			memcpy(&value, run->mmio.data, 8);
 			printf("exit: MMIO report %#" PRIx64 "\n", value);
+			i = v->nr_reports++;
 			if (i < NR_REPORTS)
-				check(v, value == expected_reports[i].value,
-				      "%s: %#" PRIx64, expected_reports[i].what,
-				      expected_reports[i].value);
+				example_check(&v->ev,
+					      value == expected_reports[i].value,
+					      "%s: %#" PRIx64,
+					      expected_reports[i].what,
+					      expected_reports[i].value);
 		} else {
 			printf("error: unexpected exit %u\n", run->exit_reason);
 			return -EPROTO;
@@ -308,138 +240,105 @@ run_guest(struct vmm *v)
 
 /* 1 if VM type 1 can be created, 0 if not (said why), or -errno. */
 static int
-have_sw_protected(int kvm_fd)
+have_sw_protected(void)
 {
-	int types = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES);
+	int kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	int types = -1;
 
+	if (kvm_fd >= 0) {
+		types = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES);
+		close(kvm_fd);
+	}
 	if (types < 0)
-		return -errno;
-	if (!(types & (1 << SW_PROTECTED_VM))) {
+		return example_fail("KVM_CAP_VM_TYPES", -errno);
+	if (!(types & (1 << SW_PROTECTED_VM)))
 		printf("KVM offers no KVM_X86_SW_PROTECTED_VM (VM types %#x): no private memory here\n",
 		       types);
-		return 0;
-	}
-	return 1;
+	return !!(types & (1 << SW_PROTECTED_VM));
 }
 
+/* The memslot: private copies in a guest_memfd, shared ones in memory. */
 static int
-setup(struct vmm *v)
+add_memory(struct vmm *v)
 {
-	/* the stats below report handler time: ask for it */
-	MEMFAULT_OPTS(memfault_vcpu_opts, vcpu_opts,
-		.flags = MEMFAULT_VCPU_OWN_FD | MEMFAULT_VCPU_TIME_HANDLERS);
-	MEMFAULT_OPTS(memfault_handlers, handlers,
-		.user = v,
-		.discard = discard, /* convert: NULL, the library's default */
-		.log = log_message);
-	struct kvm_create_guest_memfd gmem = { .size = NR_PAGES * v->page_size };
+	struct kvm_create_guest_memfd gmem = { .size = MEM_SIZE };
 	struct kvm_memory_attributes attrs = {
-		.address = MEM_GPA + v->page_size,
-		.size = v->page_size,
+		.address = MEM_GPA + B_OFFSET,
+		.size = v->ev.page_size,
 		.attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE,
 	};
-	struct memfault_features f;
-	char script[1024];
-	int vm_fd, vcpu_fd, r;
+	void *p;
+	int r;
 
-	v->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (v->kvm_fd < 0)
-		return fail("open /dev/kvm", -errno);
-	r = have_sw_protected(v->kvm_fd);
-	if (r <= 0)
-		return r ? fail("KVM_CAP_VM_TYPES", r) : EXIT_SKIP;
-	if (!v->sim_set_script) {
-		printf("This is real KVM. In a KVM_X86_SW_PROTECTED_VM the page's attribute decides\n"
-		       "whether an access is private, so a guest cannot request an implicit conversion;\n"
-		       "that needs SEV-SNP or TDX. Run this example on the KVM simulator.\n");
-		return EXIT_SKIP;
-	}
-	MEMFAULT_OPTS(memfault_vm_opts, vm_opts,
-		.flags = MEMFAULT_VM_OWN_FD,
-		.kvm_fd = v->kvm_fd,
-		.arch = MEMFAULT_ARCH_X86_64);
-	vm_fd = ioctl(v->kvm_fd, KVM_CREATE_VM, SW_PROTECTED_VM);
-	if (vm_fd < 0)
-		return fail("KVM_CREATE_VM(KVM_X86_SW_PROTECTED_VM)", -errno);
-	r = memfault_vm_new(vm_fd, &vm_opts, &v->vm);
-	if (r) {
-		close(vm_fd);
-		return fail("memfault_vm_new", r);
-	}
-	r = memfault_vm_get_features(v->vm, &f, sizeof(f));
-	if (r)
-		return fail("memfault_vm_get_features", r);
-	printf("VM: type 1 (KVM_X86_SW_PROTECTED_VM), memory attributes %#" PRIx64 ", guest_memfd flags %#" PRIx64 "\n",
-	       f.memory_attributes, f.guest_memfd_flags);
-	if (!(f.memory_attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) ||
-	    !(f.flags & MEMFAULT_FEATURE_GUEST_MEMFD)) {
-		printf("this VM has no private memory (KVM_MEMORY_ATTRIBUTE_PRIVATE, guest_memfd)\n");
-		return EXIT_SKIP;
-	}
-	r = memfault_vm_set_handlers(v->vm, &handlers);
-	if (r)
-		return fail("memfault_vm_set_handlers", r);
-
-	/* Private copies: a guest_memfd without MMAP (the host never maps
-	 * private memory). Shared copies: ordinary anonymous memory. */
-	v->gmem_fd = ioctl(vm_fd, KVM_CREATE_GUEST_MEMFD, &gmem);
+	/* Without GUEST_MEMFD_FLAG_MMAP: the host never maps private memory. */
+	v->gmem_fd = ioctl(v->ev.vm_fd, KVM_CREATE_GUEST_MEMFD, &gmem);
 	if (v->gmem_fd < 0)
-		return fail("KVM_CREATE_GUEST_MEMFD", -errno);
-	v->shared = mmap(NULL, NR_PAGES * v->page_size, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (v->shared == MAP_FAILED) {
-		v->shared = NULL;
-		return fail("mmap", -errno);
-	}
-	memset(v->shared + v->page_size, HOST_BYTE, v->page_size);
+		return example_fail("KVM_CREATE_GUEST_MEMFD", -errno);
+	p = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return example_fail("mmap", -errno);
+	v->shared = p;
+	memset(v->shared + B_OFFSET, HOST_BYTE, v->ev.page_size);
 	MEMFAULT_OPTS(memfault_region_opts, region_opts,
 		.flags = MEMFAULT_REGION_GUEST_MEMFD,
 		.guest_memfd = v->gmem_fd,
 		.guest_memfd_offset = 0);
-	r = memfault_region_new(v->vm, MEM_SLOT, MEM_GPA,
-				NR_PAGES * v->page_size, v->shared,
-				&region_opts, &v->region);
+	r = memfault_region_new(v->ev.vm, MEM_SLOT, MEM_GPA, MEM_SIZE,
+				v->shared, &region_opts, &v->region);
 	if (r)
-		return fail("memfault_region_new", r);
-	printf("memslot %d: %d pages at GPA %#x, private copies in a guest_memfd, shared copies in anonymous memory\n",
-	       MEM_SLOT, NR_PAGES, MEM_GPA);
+		return example_fail("memfault_region_new", r);
+	printf("memslot %d: %d KiB at GPA %#x, private copies in a guest_memfd, shared copies in anonymous memory\n",
+	       MEM_SLOT, MEM_SIZE / 1024, MEM_GPA);
 	/* Page B starts private, as a confidential guest's memory does. */
-	if (ioctl(vm_fd, KVM_SET_MEMORY_ATTRIBUTES, &attrs))
-		return fail("KVM_SET_MEMORY_ATTRIBUTES", -errno);
-	printf("page B (GPA %#" PRIx64 ") set private; its shared copy holds %#x bytes from the host\n",
-	       (uint64_t)attrs.address, HOST_BYTE);
-
-	vcpu_fd = ioctl(vm_fd, KVM_CREATE_VCPU, 0);
-	if (vcpu_fd < 0)
-		return fail("KVM_CREATE_VCPU", -errno);
-	r = build_script(v, script, sizeof(script));
-	if (r == 0)
-		r = v->sim_set_script(vcpu_fd, script);
-	if (r) {
-		close(vcpu_fd);
-		return fail("the guest script", r);
-	}
-	printf("vCPU: simulator script \"%s\"\n", script);
-	r = memfault_vcpu_new(v->vm, vcpu_fd, &vcpu_opts, &v->vcpu);
-	if (r) {
-		close(vcpu_fd);
-		return fail("memfault_vcpu_new", r);
-	}
+	if (ioctl(v->ev.vm_fd, KVM_SET_MEMORY_ATTRIBUTES, &attrs))
+		return example_fail("KVM_SET_MEMORY_ATTRIBUTES", -errno);
+	printf("page B (GPA %#x) set private; its shared copy holds %#x bytes from the host\n",
+	       MEM_GPA + B_OFFSET, HOST_BYTE);
 	return 0;
 }
 
-static void
-teardown(struct vmm *v)
+/* Returns 0, a negative errno, or EXAMPLE_EXIT_SKIP. */
+static int
+setup(struct vmm *v)
 {
-	memfault_vcpu_free(v->vcpu);
-	memfault_region_free(v->region);
-	memfault_vm_free(v->vm);
-	if (v->gmem_fd >= 0)
-		close(v->gmem_fd);
-	if (v->shared)
-		munmap(v->shared, NR_PAGES * v->page_size);
-	if (v->kvm_fd >= 0)
-		close(v->kvm_fd);
+	MEMFAULT_OPTS(memfault_handlers, handlers,
+		.user = v,
+		.discard = discard, /* convert: NULL, the library's default */
+		.log = example_log);
+	const struct memfault_features *f = &v->ev.features;
+	int r;
+
+	r = have_sw_protected();
+	if (r <= 0)
+		return r ? r : EXAMPLE_EXIT_SKIP;
+	r = example_vm_new(&v->ev, SW_PROTECTED_VM);
+	if (r)
+		return r;
+	printf("VM: type 1 (KVM_X86_SW_PROTECTED_VM), memory attributes %#" PRIx64 ", guest_memfd flags %#" PRIx64 "\n",
+	       f->memory_attributes, f->guest_memfd_flags);
+	if (!(f->memory_attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) ||
+	    !(f->flags & MEMFAULT_FEATURE_GUEST_MEMFD)) {
+		printf("this VM has no private memory (KVM_MEMORY_ATTRIBUTE_PRIVATE, guest_memfd)\n");
+		return EXAMPLE_EXIT_SKIP;
+	}
+	r = memfault_vm_set_handlers(v->ev.vm, &handlers);
+	if (r)
+		return example_fail("memfault_vm_set_handlers", r);
+	r = add_memory(v);
+	if (r)
+		return r;
+	/* the stats below report handler time: ask for it */
+	r = example_vcpu_new(&v->ev, MEMFAULT_VCPU_TIME_HANDLERS);
+	if (r)
+		return r;
+	if (!v->ev.scripted) {
+		printf("This KVM runs machine code. In a KVM_X86_SW_PROTECTED_VM the page's attribute decides\n"
+		       "whether an access is private, so a guest cannot request an implicit conversion;\n"
+		       "that needs SEV-SNP or TDX. Run this example on the KVM simulator.\n");
+		return EXAMPLE_EXIT_SKIP;
+	}
+	return 0;
 }
 
 static void
@@ -448,40 +347,42 @@ final_checks(struct vmm *v)
 	struct memfault_vcpu_stats s;
 	unsigned i;
 
-	check(v, v->nr_reports == NR_REPORTS, "the guest made %zu reports (%u)",
-	      NR_REPORTS, v->nr_reports);
-	check(v, v->nr_discards == NR_CONVERSIONS,
-	      "the discard hook ran once per conversion (%u, expected %zu)",
-	      v->nr_discards, NR_CONVERSIONS);
+	example_check(&v->ev, v->nr_reports == NR_REPORTS,
+		      "the guest made %zu reports (%u)", NR_REPORTS,
+		      v->nr_reports);
+	example_check(&v->ev, v->nr_discards == NR_CONVERSIONS,
+		      "the discard hook ran once per conversion (%u, expected %zu)",
+		      v->nr_discards, NR_CONVERSIONS);
 	for (i = 0; i < NR_CONVERSIONS && i < v->nr_discards; i++) {
-		uint64_t gpa = MEM_GPA +
-			       expected_conversions[i].page * v->page_size;
+		uint64_t gpa = MEM_GPA + expected_conversions[i].page * B_OFFSET;
 
-		check(v, v->discards[i].gpa == gpa &&
-				 v->discards[i].size == v->page_size &&
-				 v->discards[i].to_private ==
-					 expected_conversions[i].to_private,
-		      "conversion %u: page %c to %s", i + 1,
-		      'A' + expected_conversions[i].page,
-		      expected_conversions[i].to_private ? "private" : "shared");
+		example_check(&v->ev,
+			      v->discards[i].gpa == gpa &&
+				      v->discards[i].size == v->ev.page_size &&
+				      v->discards[i].to_private ==
+					      expected_conversions[i].to_private,
+			      "conversion %u: page %c to %s", i + 1,
+			      'A' + expected_conversions[i].page,
+			      expected_conversions[i].to_private ? "private" :
+								   "shared");
 	}
-	if (memfault_vcpu_get_stats(v->vcpu, &s, sizeof(s)) == 0) {
+	if (memfault_vcpu_get_stats(v->ev.vcpu, &s, sizeof(s)) == 0) {
 		printf("stats: %" PRIu64 " runs, %" PRIu64 " exits, %" PRIu64 " memory faults, %" PRIu64 " conversions, %" PRIu64 " to the VMM, %" PRIu64 " handler us\n",
 		       s.runs, s.exits, s.memory_faults, s.conversions,
 		       s.to_vmm, s.handler_ns / 1000);
-		check(v, s.conversions == NR_CONVERSIONS &&
-				 s.memory_faults == NR_CONVERSIONS &&
-				 s.to_vmm == 0,
-		      "the library resolved %zu conversions itself",
-		      NR_CONVERSIONS);
+		example_check(&v->ev,
+			      s.conversions == NR_CONVERSIONS &&
+				      s.memory_faults == NR_CONVERSIONS &&
+				      s.to_vmm == 0,
+			      "the library resolved %zu conversions itself",
+			      NR_CONVERSIONS);
 	}
 }
 
 int
 main(int argc, char **argv)
 {
-	struct vmm v = { .kvm_fd = -1, .gmem_fd = -1 };
-	void *sym;
+	struct vmm v = { .gmem_fd = -1 };
 	int r;
 
 	if (argc != 1) {
@@ -489,46 +390,18 @@ main(int argc, char **argv)
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	v.page_size = (size_t)sysconf(_SC_PAGESIZE);
-
-	sym = dlsym(RTLD_DEFAULT, "kvmsim_vcpu_set_script_text");
-	v.sim_set_script = (int (*)(int, const char *))sym;
-	if (v.sim_set_script) {
-		/* The simulator reads its model when /dev/kvm is first opened:
-		 * x86-64, and VM type 1 on top of the 7.2 quirks. */
-		if (setenv("KVMSIM_ARCH", "x86_64", 0) ||
-		    setenv("KVMSIM_QUIRKS", "0x26", 0)) {
-			perror("setenv");
-			return 1;
-		}
-		if (strcmp(getenv("KVMSIM_ARCH"), "x86_64") &&
-		    strcmp(getenv("KVMSIM_ARCH"), "x86")) {
-			printf("KVM: the simulator's %s model: no private memory on arm64\n",
-			       getenv("KVMSIM_ARCH"));
-			return EXIT_SKIP;
-		}
-		printf("KVM: the simulator (x86_64, KVMSIM_QUIRKS=%s)\n",
-		       getenv("KVMSIM_QUIRKS"));
-	} else {
-		printf("KVM: /dev/kvm\n");
-	}
+	example_set_arch(&v.ev, "x86_64"); /* private memory: x86 only here */
 
 	r = setup(&v);
 	if (r == 0)
 		r = run_guest(&v);
 	if (r == 0)
 		final_checks(&v);
-	teardown(&v);
-
-	if (r == EXIT_SKIP) {
-		printf("result: SKIPPED\n");
-		return EXIT_SKIP;
-	}
-	if (r < 0 || v.checks_failed) {
-		printf("result: FAILED (%u of %u checks failed)\n",
-		       v.checks_failed, v.checks_passed + v.checks_failed);
-		return 1;
-	}
-	printf("result: all %u checks passed\n", v.checks_passed);
-	return 0;
+	memfault_region_free(v.region);
+	example_vm_free(&v.ev);
+	if (v.gmem_fd >= 0)
+		close(v.gmem_fd);
+	if (v.shared)
+		munmap(v.shared, MEM_SIZE);
+	return example_result(&v.ev, r);
 }

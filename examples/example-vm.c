@@ -90,6 +90,7 @@ set_host_regs(int vm_fd, int vcpu_fd)
 int
 example_set_arch(struct example_vm *ev, const char *name)
 {
+	ev->kvm_fd = ev->vm_fd = -1; /* example_vm_free() may come first */
 	if (!name)
 		name = HOST_ARCH_NAME;
 	if (!strcmp(name, "x86_64"))
@@ -107,7 +108,6 @@ example_vm_new(struct example_vm *ev, unsigned long vm_type)
 {
 	int r;
 
-	ev->kvm_fd = ev->vm_fd = -1;
 	ev->page_size = (size_t)sysconf(_SC_PAGESIZE);
 	ev->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (ev->kvm_fd < 0)
