@@ -82,12 +82,13 @@ struct reply {
 	uint32_t reserved;
 };
 
-/* Read or write exactly @len bytes of a pipe; false on EOF or error. */
+/* Read (@out false) or write exactly @len bytes of a pipe; false on EOF
+ * or error. */
 static bool
-read_full(int fd, void *buf, size_t len)
+transfer(int fd, void *buf, size_t len, bool out)
 {
 	while (len) {
-		ssize_t n = read(fd, buf, len);
+		ssize_t n = out ? write(fd, buf, len) : read(fd, buf, len);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -100,19 +101,15 @@ read_full(int fd, void *buf, size_t len)
 }
 
 static bool
+read_full(int fd, void *buf, size_t len)
+{
+	return transfer(fd, buf, len, false);
+}
+
+static bool
 write_full(int fd, const void *buf, size_t len)
 {
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		buf = (const char *)buf + n;
-		len -= (size_t)n;
-	}
-	return true;
+	return transfer(fd, (void *)buf, len, true); /* write() reads it only */
 }
 
 /* ---- The page server (the child) ------------------------------------- */

@@ -263,11 +263,12 @@ add_program(struct vmm *v)
 static int
 setup(struct vmm *v)
 {
+	int r;
+	/* page_in() fetches the missing pages the vCPU touches. */
 	MEMFAULT_OPTS(memfault_handlers, handlers,
 		.user = v,
 		.page_in = page_in,
 		.log = example_log);
-	int r;
 
 	r = example_vm_new(&v->ev, 0);
 	if (r)
