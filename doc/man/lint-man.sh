@@ -6,6 +6,8 @@
 #
 # With --map, every symbol the version script exports must have a page of
 # its own name among PAGE (a group's page, or a `.so` alias of it).
+# With --version X.Y, every page's .TH must say "libmemfault X.Y" (the
+# project's version, so that a release does not ship pages of the last one).
 # For every page:
 #   - a `.so` page (an alias) must name a page that exists beside it;
 #   - otherwise .TH must give the file's name and section;
@@ -34,10 +36,14 @@ fail() {
 }
 
 map=
-if [ "${1:-}" = --map ]; then
-	map=$2
-	shift 2
-fi
+version=
+while :; do
+	case ${1:-} in
+	--map) map=$2; shift 2 ;;
+	--version) version=$2; shift 2 ;;
+	*) break ;;
+	esac
+done
 if [ -n "$map" ]; then
 	# the global: section of every node: lines like "	memfault_vm_new;"
 	pages=" "
@@ -77,6 +83,9 @@ for page in "$@"; do
 	EOF
 	if [ "$th_name" != "${name%.*}" ] || [ "$th_section" != "$section" ]; then
 		fail "$name: .TH says '$th_name $th_section', the file is '${name%.*}' section $section"
+	fi
+	if [ -n "$version" ] && ! grep -q -m 1 "^\.TH .*\"libmemfault $version\"" "$page"; then
+		fail "$name: .TH does not say \"libmemfault $version\" (the project's version)"
 	fi
 
 	warnings=$(groff -t -man -ww -z -Tutf8 -rLL=80n "$page" 2>&1)
