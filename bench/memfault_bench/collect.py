@@ -220,7 +220,7 @@ def _uffd(run):
             ratio_note=(" [CI %.2f-%.2f; p25-p75 %.2f-%.2f]" % (lo, hi, j["ratio_p25"], j["ratio_p75"])
                         if lo is not None and "ratio_p25" in j else ""),
             method="wall clock, median of %d per-pair ratios, pairs in alternating order" % j["reps"],
-            cmd="BUILDDIR/bench/uffd-bench --reps 21",
+            cmd="BUILDDIR/bench/uffd-bench --pages 16384 --reps 41",
             lib_p50_us=j["lib_p50_us"], lib_p99_us=j["lib_p99_us"],
             raw_p50_us=j["raw_p50_us"], raw_p99_us=j["raw_p99_us"])
     return uffd
