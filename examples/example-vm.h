@@ -92,15 +92,18 @@ struct example_vm {
 };
 
 /*
- * Parse an --arch value ("x86_64" or "arm64"; NULL means the host's) into
- * @ev->arch and @ev->arch_name. Returns 0 or -EINVAL.
+ * The setup calls below print what failed (example_fail()) and return its
+ * negative errno, or 0.
+ *
+ * The first call on a zeroed @ev: parse an --arch value ("x86_64" or
+ * "arm64"; NULL means the host's) into @ev->arch and @ev->arch_name, and
+ * mark its fds unopened. Returns 0 or -EINVAL.
  */
 int example_set_arch(struct example_vm *ev, const char *name);
 
 /*
  * Open /dev/kvm, create a VM of @vm_type (0: the default) and wrap it in a
- * memfault_vm (@ev->vm) whose features are in @ev->features. @ev must be
- * zeroed but for its arch (example_set_arch()).
+ * memfault_vm (@ev->vm) whose features are in @ev->features.
  */
 int example_vm_new(struct example_vm *ev, unsigned long vm_type);
 
@@ -116,7 +119,8 @@ int example_vm_add_ram(struct example_vm *ev, const void *code, size_t len);
  */
 int example_vcpu_new(struct example_vm *ev, uint64_t flags);
 
-/* Free the vCPU, the RAM and the VM: after the example's own regions. */
+/* Free the vCPU, the RAM and the VM, after the example's own regions
+ * (whatever was set up: it may come after a failure). */
 void example_vm_free(struct example_vm *ev);
 
 /* Print "check: WHAT: ok" or "... FAILED" and count it. */

@@ -54,7 +54,7 @@
  *   KVMSIM_ARCH=arm64 KVMSIM_SCRIPT='...' postcopy --arch arm64 --pages 64
  *       on the test suite's KVM simulator (level 7.2-uf has KVM Userfault),
  *       which runs no machine code: its script makes the same loads and
- *       reports each word (SUM_WORD), and the VMM adds them up.
+ *       reports each word (register WORD), and the VMM adds them up.
  *       examples/meson.build writes the script; `meson test -v
  *       postcopy-sim-arm64-7.2-uf` shows the command.
  */
