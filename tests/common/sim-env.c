@@ -31,12 +31,7 @@ sim_env_open_quirks(struct sim_env *e, uint32_t arch, uint32_t level,
 	e->gmem_fd = -1;
 	e->page = (uint64_t)sysconf(_SC_PAGESIZE);
 	ck_assert_int_eq(kvmsim_reset(&cfg), 0);
-	e->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	ck_assert_int_ge(e->kvm_fd, 0);
-	e->vm_fd = ioctl(e->kvm_fd, KVM_CREATE_VM, vm_type);
-	ck_assert_int_ge(e->vm_fd, 0);
-	e->vcpu_fd = ioctl(e->vm_fd, KVM_CREATE_VCPU, 0);
-	ck_assert_int_ge(e->vcpu_fd, 0);
+	tc_kvm_open(&e->kvm_fd, &e->vm_fd, &e->vcpu_fd, vm_type);
 	ck_assert_int_eq(memfault_vm_new(e->vm_fd, &vopts, &e->vm), 0);
 	ck_assert_int_eq(memfault_vcpu_new(e->vm, e->vcpu_fd, NULL, &e->vcpu),
 			 0);
@@ -67,29 +62,15 @@ sim_env_close(struct sim_env *e)
 	close(e->kvm_fd);
 }
 
-/*
- * KVM_SET_USER_MEMORY_REGION2 with the proposed userfault bitmap, or, at
- * 6.1 where only the old ioctl exists, KVM_SET_USER_MEMORY_REGION (its
- * struct is the first five fields of the new one). 0 or -errno.
- */
+/* At 6.1 only KVM_SET_USER_MEMORY_REGION exists. 0 or -errno. */
 static int
 set_slot(struct sim_env *e, uint32_t slot, uint32_t flags, uint64_t gpa,
 	 size_t size, void *hva, int gmem_fd, const unsigned long *bitmap)
 {
-	struct kvm_userspace_memory_region2_uf r;
-
-	memset(&r, 0, sizeof(r));
-	r.slot = slot;
-	r.flags = flags;
-	r.guest_phys_addr = gpa;
-	r.memory_size = size;
-	r.userspace_addr = (uintptr_t)hva;
-	r.guest_memfd = (uint32_t)gmem_fd;
-	r.userfault_bitmap = (uintptr_t)bitmap;
 	if (e->level == KVMSIM_LEVEL_6_1)
-		return ioctl(e->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) ? -errno
-								       : 0;
-	return ioctl(e->vm_fd, KVM_SET_USER_MEMORY_REGION2, &r) ? -errno : 0;
+		return tc_memslot1(e->vm_fd, slot, flags, gpa, size, hva);
+	return tc_memslot2(e->vm_fd, slot, flags, gpa, size, hva, gmem_fd, 0,
+			   bitmap);
 }
 
 void

@@ -38,18 +38,25 @@ open_kvm(void)
 	return fd;
 }
 
-void
-add_vcpu(struct sim *s, unsigned id)
+/* Map s->vcpu's kvm_run. */
+static void
+map_run(struct sim *s)
 {
 	int sz = ioctl(s->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
 
 	ck_assert_int_gt(sz, 0);
-	s->vcpu = ioctl(s->vm, KVM_CREATE_VCPU, (unsigned long)id);
-	ck_assert_int_ge(s->vcpu, 0);
 	s->run_size = (size_t)sz;
 	s->run = mmap(NULL, s->run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
 		      s->vcpu, 0);
 	ck_assert_ptr_ne(s->run, MAP_FAILED);
+}
+
+void
+add_vcpu(struct sim *s, unsigned id)
+{
+	s->vcpu = ioctl(s->vm, KVM_CREATE_VCPU, (unsigned long)id);
+	ck_assert_int_ge(s->vcpu, 0);
+	map_run(s);
 }
 
 /*
@@ -66,10 +73,8 @@ start_full(struct sim *s, uint32_t arch, uint32_t level, uint64_t quirks,
 	s->level = level;
 	s->page = (uint64_t)sysconf(_SC_PAGESIZE);
 	s->test_gpa = arch == KVMSIM_X86_64 ? 0x20000 : 0x20000000;
-	s->kvm = open_kvm();
-	s->vm = ioctl(s->kvm, KVM_CREATE_VM, type);
-	ck_assert_int_ge(s->vm, 0);
-	add_vcpu(s, 0);
+	tc_kvm_open(&s->kvm, &s->vm, &s->vcpu, type);
+	map_run(s);
 }
 
 void
@@ -125,18 +130,8 @@ int
 region2(int vm, uint32_t slot, uint32_t flags, uint64_t gpa, uint64_t size,
 	const void *hva, int gmem, uint64_t gmem_off, const void *bitmap)
 {
-	struct kvm_userspace_memory_region2_uf r;
-
-	memset(&r, 0, sizeof(r));
-	r.slot = slot;
-	r.flags = flags;
-	r.guest_phys_addr = gpa;
-	r.memory_size = size;
-	r.userspace_addr = (uint64_t)(uintptr_t)hva;
-	r.guest_memfd = (uint32_t)gmem;
-	r.guest_memfd_offset = gmem_off;
-	r.userfault_bitmap = (uint64_t)(uintptr_t)bitmap;
-	return ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &r) < 0 ? errno : 0;
+	return -tc_memslot2(vm, slot, flags, gpa, size, hva, gmem, gmem_off,
+			     bitmap);
 }
 
 /* KVM_SET_USER_MEMORY_REGION (v1); 0 or errno. */
@@ -144,15 +139,7 @@ int
 region1(int vm, uint32_t slot, uint32_t flags, uint64_t gpa, uint64_t size,
 	const void *hva)
 {
-	struct kvm_userspace_memory_region r = {
-		.slot = slot,
-		.flags = flags,
-		.guest_phys_addr = gpa,
-		.memory_size = size,
-		.userspace_addr = (uint64_t)(uintptr_t)hva,
-	};
-
-	return ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r) < 0 ? errno : 0;
+	return -tc_memslot1(vm, slot, flags, gpa, size, hva);
 }
 
 /* KVM_CREATE_GUEST_MEMFD: the fd, or -errno. */

@@ -11,6 +11,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <kvm-userfault-proposed.h>
+#include <linux/kvm.h>
 #include <linux/userfaultfd.h>
 
 #include "test-common.h"
@@ -90,18 +92,26 @@ tc_init(void)
 }
 
 long
-tc_rss_kib(void)
+tc_status_kib(const char *field)
 {
 	FILE *f = fopen("/proc/self/status", "r");
+	size_t n = strlen(field);
 	char line[256];
 	long v = -1;
 
 	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld", &v) == 1)
+		if (!strncmp(line, field, n) && line[n] == ':' &&
+		    sscanf(line + n + 1, "%ld", &v) == 1)
 			break;
 	if (f)
 		fclose(f);
 	return v;
+}
+
+long
+tc_rss_kib(void)
+{
+	return tc_status_kib("VmRSS");
 }
 
 long
@@ -149,4 +159,50 @@ tc_uffd_usable(char *why, size_t len)
 	if (r && why)
 		snprintf(why, len, "userfaultfd: UFFDIO_API: %s", strerror(-r));
 	return r;
+}
+
+void
+tc_kvm_open(int *kvm_fd, int *vm_fd, int *vcpu_fd, unsigned long vm_type)
+{
+	*kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	ck_assert_msg(*kvm_fd >= 0, "/dev/kvm: %s", strerror(errno));
+	*vm_fd = ioctl(*kvm_fd, KVM_CREATE_VM, vm_type);
+	ck_assert_msg(*vm_fd >= 0, "KVM_CREATE_VM(%lu): %s", vm_type,
+		      strerror(errno));
+	*vcpu_fd = ioctl(*vm_fd, KVM_CREATE_VCPU, 0ul);
+	ck_assert_msg(*vcpu_fd >= 0, "KVM_CREATE_VCPU: %s", strerror(errno));
+}
+
+int
+tc_memslot2(int vm_fd, uint32_t slot, uint32_t flags, uint64_t gpa,
+	    uint64_t size, const void *hva, int gmem_fd, uint64_t gmem_off,
+	    const void *bitmap)
+{
+	struct kvm_userspace_memory_region2_uf r;
+
+	memset(&r, 0, sizeof(r));
+	r.slot = slot;
+	r.flags = flags;
+	r.guest_phys_addr = gpa;
+	r.memory_size = size;
+	r.userspace_addr = (uintptr_t)hva;
+	r.guest_memfd = (uint32_t)gmem_fd;
+	r.guest_memfd_offset = gmem_off;
+	r.userfault_bitmap = (uintptr_t)bitmap;
+	return ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION2, &r) < 0 ? -errno : 0;
+}
+
+int
+tc_memslot1(int vm_fd, uint32_t slot, uint32_t flags, uint64_t gpa,
+	    uint64_t size, const void *hva)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = slot,
+		.flags = flags,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (uintptr_t)hva,
+	};
+
+	return ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0 ? -errno : 0;
 }

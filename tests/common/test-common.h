@@ -12,6 +12,7 @@
 #include <check.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -60,6 +61,8 @@ void tc_init(void);
 		suite_add_tcase((s), tc_);                                     \
 	} while (0)
 
+/* A "Vm...:" field of /proc/self/status in KiB ("VmRSS", "VmHWM"), or -1. */
+long tc_status_kib(const char *field);
 /* The process's resident set in KiB (VmRSS), or -1. */
 long tc_rss_kib(void);
 /* How many of the fds 0..4095 are open. */
@@ -71,5 +74,20 @@ long tc_open_fds(void);
  * with the reason in @why (@len bytes; @why may be NULL).
  */
 int tc_uffd_usable(char *why, size_t len);
+
+/* KVM through raw ioctls, the way a VMM sets a VM up (on the simulator or
+ * a real /dev/kvm alike). */
+
+/* open("/dev/kvm"), KVM_CREATE_VM(@vm_type), KVM_CREATE_VCPU(0): each
+ * asserted. */
+void tc_kvm_open(int *kvm_fd, int *vm_fd, int *vcpu_fd, unsigned long vm_type);
+/* KVM_SET_USER_MEMORY_REGION2 with the proposed KVM Userfault bitmap
+ * (@bitmap may be NULL); 0 or -errno. */
+int tc_memslot2(int vm_fd, uint32_t slot, uint32_t flags, uint64_t gpa,
+		uint64_t size, const void *hva, int gmem_fd, uint64_t gmem_off,
+		const void *bitmap);
+/* KVM_SET_USER_MEMORY_REGION, the only one before 6.8; 0 or -errno. */
+int tc_memslot1(int vm_fd, uint32_t slot, uint32_t flags, uint64_t gpa,
+		uint64_t size, const void *hva);
 
 #endif

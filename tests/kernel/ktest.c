@@ -361,32 +361,12 @@ static int
 set_region2(struct kt_vm *v, uint32_t slot, uint32_t flags, uint64_t gpa,
 	    uint64_t size, void *hva, int gmem_fd)
 {
-	struct kvm_userspace_memory_region2 r;
-
-	memset(&r, 0, sizeof(r));
-	r.slot = slot;
-	r.flags = flags;
-	r.guest_phys_addr = gpa;
-	r.memory_size = size;
-	r.userspace_addr = (uintptr_t)hva;
-	r.guest_memfd = (uint32_t)gmem_fd;
-	r.guest_memfd_offset = 0;
+	/* Before 6.8 only the old ioctl exists. */
 	if (!(flags & KVM_MEM_GUEST_MEMFD) &&
-	    ioctl(v->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY2) <= 0) {
-		/* Before 6.8 only the old ioctl exists; its struct is the
-		 * first five fields of the new one. */
-		struct kvm_userspace_memory_region r1 = {
-			.slot = slot,
-			.flags = flags,
-			.guest_phys_addr = gpa,
-			.memory_size = size,
-			.userspace_addr = (uintptr_t)hva,
-		};
-
-		return ioctl(v->vm_fd, KVM_SET_USER_MEMORY_REGION, &r1) ? -errno
-									: 0;
-	}
-	return ioctl(v->vm_fd, KVM_SET_USER_MEMORY_REGION2, &r) ? -errno : 0;
+	    ioctl(v->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY2) <= 0)
+		return tc_memslot1(v->vm_fd, slot, flags, gpa, size, hva);
+	return tc_memslot2(v->vm_fd, slot, flags, gpa, size, hva, gmem_fd, 0,
+			   NULL);
 }
 
 void
@@ -422,31 +402,52 @@ kt_vm_normal_slot(struct kt_vm *v)
 	ck_assert_msg(r == 0, "slot 1: %s", strerror(-r));
 }
 
-void
-kt_vm_gmem_slot(struct kt_vm *v, uint64_t gmem_flags)
+/* A new guest_memfd of @size with @gmem_flags, in v->gmem_fd. */
+static void
+gmem_create(struct kt_vm *v, uint64_t size, uint64_t gmem_flags)
 {
 	struct kvm_create_guest_memfd cg;
-	void *hva;
-	int r;
 
 	memset(&cg, 0, sizeof(cg));
-	cg.size = KT_TEST_SIZE;
+	cg.size = size;
 	cg.flags = gmem_flags;
 	v->gmem_fd = ioctl(v->vm_fd, KVM_CREATE_GUEST_MEMFD, &cg);
 	ck_assert_msg(v->gmem_fd >= 0, "KVM_CREATE_GUEST_MEMFD(%#llx): %s",
 		      (unsigned long long)gmem_flags, strerror(errno));
-	if (gmem_flags & GUEST_MEMFD_FLAG_MMAP) {
-		v->gmem_map = mmap(NULL, KT_TEST_SIZE, PROT_READ | PROT_WRITE,
-				   MAP_SHARED, v->gmem_fd, 0);
-		ck_assert_msg(v->gmem_map != MAP_FAILED,
-			      "mmap(guest_memfd): %s", strerror(errno));
-		memset(v->gmem_map, KT_PATTERN, KT_TEST_SIZE);
-		hva = v->gmem_map;
-	} else {
-		v->test = anon(KT_TEST_SIZE);
-		memset(v->test, KT_PATTERN, KT_TEST_SIZE);
-		hva = v->test;
+}
+
+/*
+ * The hva of slot 1, @size bytes: the guest_memfd's mmap() when MMAP is in
+ * @gmem_flags (filled with @pattern if @fill_map: without INIT_SHARED its
+ * pages start private and are not touched), else anonymous memory filled
+ * with @pattern.
+ */
+static void *
+slot_hva(struct kt_vm *v, uint64_t size, uint64_t gmem_flags, uint8_t pattern,
+	 bool fill_map)
+{
+	if (!(gmem_flags & GUEST_MEMFD_FLAG_MMAP)) {
+		v->test = anon(size);
+		memset(v->test, pattern, size);
+		return v->test;
 	}
+	v->gmem_map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			   v->gmem_fd, 0);
+	ck_assert_msg(v->gmem_map != MAP_FAILED, "mmap(guest_memfd): %s",
+		      strerror(errno));
+	if (fill_map)
+		memset(v->gmem_map, pattern, size);
+	return v->gmem_map;
+}
+
+void
+kt_vm_gmem_slot(struct kt_vm *v, uint64_t gmem_flags)
+{
+	void *hva;
+	int r;
+
+	gmem_create(v, KT_TEST_SIZE, gmem_flags);
+	hva = slot_hva(v, KT_TEST_SIZE, gmem_flags, KT_PATTERN, true);
 	r = set_region2(v, 1, KVM_MEM_GUEST_MEMFD, KT_TEST_GPA, KT_TEST_SIZE,
 			hva, v->gmem_fd);
 	ck_assert_msg(r == 0, "slot 1 (guest_memfd): %s", strerror(-r));
@@ -467,33 +468,15 @@ kt_region_normal(struct kt_vm *v, uint8_t pattern)
 void
 kt_region_gmem(struct kt_vm *v, uint64_t gmem_flags, uint8_t pattern)
 {
-	struct kvm_create_guest_memfd cg;
+	MEMFAULT_OPTS(memfault_region_opts, opts,
+		      .flags = MEMFAULT_REGION_GUEST_MEMFD);
 	void *hva;
 	int r;
 
-	memset(&cg, 0, sizeof(cg));
-	cg.size = KT_TEST_SIZE;
-	cg.flags = gmem_flags;
-	v->gmem_fd = ioctl(v->vm_fd, KVM_CREATE_GUEST_MEMFD, &cg);
-	ck_assert_msg(v->gmem_fd >= 0, "KVM_CREATE_GUEST_MEMFD(%#llx): %s",
-		      (unsigned long long)gmem_flags, strerror(errno));
-	if (gmem_flags & GUEST_MEMFD_FLAG_MMAP) {
-		v->gmem_map = mmap(NULL, KT_TEST_SIZE, PROT_READ | PROT_WRITE,
-				   MAP_SHARED, v->gmem_fd, 0);
-		ck_assert_msg(v->gmem_map != MAP_FAILED,
-			      "mmap(guest_memfd): %s", strerror(errno));
-		/* without INIT_SHARED the pages start private: not touched */
-		if (gmem_flags & GUEST_MEMFD_FLAG_INIT_SHARED)
-			memset(v->gmem_map, pattern, KT_TEST_SIZE);
-		hva = v->gmem_map;
-	} else {
-		v->test = anon(KT_TEST_SIZE);
-		memset(v->test, pattern, KT_TEST_SIZE);
-		hva = v->test;
-	}
-	MEMFAULT_OPTS(memfault_region_opts, opts,
-		      .flags = MEMFAULT_REGION_GUEST_MEMFD,
-		      .guest_memfd = v->gmem_fd);
+	gmem_create(v, KT_TEST_SIZE, gmem_flags);
+	hva = slot_hva(v, KT_TEST_SIZE, gmem_flags, pattern,
+		       gmem_flags & GUEST_MEMFD_FLAG_INIT_SHARED);
+	opts.guest_memfd = v->gmem_fd;
 	r = memfault_region_new(v->mvm, 1, KT_TEST_GPA, KT_TEST_SIZE, hva,
 				&opts, &v->region);
 	ck_assert_msg(r == 0, "memfault_region_new(guest_memfd): %s",
@@ -504,7 +487,7 @@ void
 kt_region_flags(struct kt_vm *v, uint64_t size, uint64_t flags,
 		uint64_t gmem_flags, uint8_t pattern)
 {
-	struct kvm_create_guest_memfd cg;
+	MEMFAULT_OPTS(memfault_region_opts, opts, .flags = flags);
 	void *hva;
 	int r;
 
@@ -512,27 +495,10 @@ kt_region_flags(struct kt_vm *v, uint64_t size, uint64_t flags,
 	v->test_size = size;
 	if (flags & MEMFAULT_REGION_GUEST_MEMFD) {
 		ck_assert_uint_eq(size, KT_TEST_SIZE);
-		memset(&cg, 0, sizeof(cg));
-		cg.size = size;
-		cg.flags = gmem_flags;
-		v->gmem_fd = ioctl(v->vm_fd, KVM_CREATE_GUEST_MEMFD, &cg);
-		ck_assert_msg(v->gmem_fd >= 0, "KVM_CREATE_GUEST_MEMFD(%#llx): %s",
-			      (unsigned long long)gmem_flags, strerror(errno));
+		gmem_create(v, size, gmem_flags);
 	}
-	if (gmem_flags & GUEST_MEMFD_FLAG_MMAP) {
-		v->gmem_map = mmap(NULL, size, PROT_READ | PROT_WRITE,
-				   MAP_SHARED, v->gmem_fd, 0);
-		ck_assert_msg(v->gmem_map != MAP_FAILED,
-			      "mmap(guest_memfd): %s", strerror(errno));
-		memset(v->gmem_map, pattern, size);
-		hva = v->gmem_map;
-	} else {
-		v->test = anon(size);
-		memset(v->test, pattern, size);
-		hva = v->test;
-	}
-	MEMFAULT_OPTS(memfault_region_opts, opts, .flags = flags,
-		      .guest_memfd = v->gmem_fd);
+	hva = slot_hva(v, size, gmem_flags, pattern, true);
+	opts.guest_memfd = v->gmem_fd;
 	r = memfault_region_new(v->mvm, 1, KT_TEST_GPA, size, hva, &opts,
 				&v->region);
 	ck_assert_msg(r == 0, "memfault_region_new(%#llx): %s",
@@ -754,14 +720,21 @@ io_data(struct kt_vm *v)
 	return (uint8_t *)v->run + v->run->io.data_offset;
 }
 
-void
-kt_expect_io_out(struct kt_vm *v, int rc, uint8_t data)
+/* A one-byte IO exit of @direction at KT_PIO_PORT. */
+static void
+expect_io(struct kt_vm *v, int rc, uint8_t direction)
 {
 	kt_expect_exit(v, rc, KVM_EXIT_IO);
-	ck_assert_int_eq(v->run->io.direction, KVM_EXIT_IO_OUT);
+	ck_assert_int_eq(v->run->io.direction, direction);
 	ck_assert_int_eq(v->run->io.port, KT_PIO_PORT);
 	ck_assert_int_eq(v->run->io.size, 1);
 	ck_assert_int_eq(v->run->io.count, 1);
+}
+
+void
+kt_expect_io_out(struct kt_vm *v, int rc, uint8_t data)
+{
+	expect_io(v, rc, KVM_EXIT_IO_OUT);
 	ck_assert_msg(*io_data(v) == data,
 		      "%s step %d: OUT data %#x, want %#x", v->scen, v->step,
 		      *io_data(v), data);
@@ -770,11 +743,7 @@ kt_expect_io_out(struct kt_vm *v, int rc, uint8_t data)
 void
 kt_expect_io_in(struct kt_vm *v, int rc, uint8_t value)
 {
-	kt_expect_exit(v, rc, KVM_EXIT_IO);
-	ck_assert_int_eq(v->run->io.direction, KVM_EXIT_IO_IN);
-	ck_assert_int_eq(v->run->io.port, KT_PIO_PORT);
-	ck_assert_int_eq(v->run->io.size, 1);
-	ck_assert_int_eq(v->run->io.count, 1);
+	expect_io(v, rc, KVM_EXIT_IO_IN);
 	*io_data(v) = value;
 }
 #else

@@ -237,40 +237,35 @@ fi_resources(struct fi_res *r)
 
 /* ---- allocation ---- */
 
+/* The body of malloc() and calloc(): for the library, fail when armed,
+ * else allocate with @call and track the block. Expanded in each wrapper,
+ * as FROM_LIB() reads the wrapper's own return address. */
+#define ALLOC_BODY(name, call)                                                 \
+	do {                                                                   \
+		void *p_;                                                      \
+                                                                               \
+		if (!FROM_LIB())                                               \
+			return call;                                           \
+		if (should_fail(FI_ALLOC, name)) {                             \
+			errno = ENOMEM;                                        \
+			return NULL;                                           \
+		}                                                              \
+		p_ = call;                                                     \
+		if (p_)                                                        \
+			set_add(&allocs, p_);                                  \
+		return p_;                                                     \
+	} while (0)
+
 EXPORT void *
 malloc(size_t n)
 {
-	void *p;
-
-	if (FROM_LIB()) {
-		if (should_fail(FI_ALLOC, "malloc")) {
-			errno = ENOMEM;
-			return NULL;
-		}
-		p = __libc_malloc(n);
-		if (p)
-			set_add(&allocs, p);
-		return p;
-	}
-	return __libc_malloc(n);
+	ALLOC_BODY("malloc", __libc_malloc(n));
 }
 
 EXPORT void *
 calloc(size_t a, size_t b)
 {
-	void *p;
-
-	if (FROM_LIB()) {
-		if (should_fail(FI_ALLOC, "calloc")) {
-			errno = ENOMEM;
-			return NULL;
-		}
-		p = __libc_calloc(a, b);
-		if (p)
-			set_add(&allocs, p);
-		return p;
-	}
-	return __libc_calloc(a, b);
+	ALLOC_BODY("calloc", __libc_calloc(a, b));
 }
 
 EXPORT void *
@@ -440,32 +435,31 @@ eventfd(unsigned int v, int flags)
 	return NEXT("eventfd", int (*)(unsigned int, int))(v, flags);
 }
 
-/* fcntl64() and fcntl() stay two full copies: FROM_LIB() reads the return
- * address of the wrapper itself, which a shared helper would hide. */
+/* fcntl64() and fcntl(): one body, expanded in each (FROM_LIB() reads the
+ * return address of the wrapper itself, which a shared function would
+ * hide). */
+#define FCNTL_BODY(fd, cmd)                                                    \
+	do {                                                                   \
+		va_list ap;                                                    \
+		long arg;                                                      \
+                                                                               \
+		va_start(ap, cmd);                                             \
+		arg = va_arg(ap, long);                                        \
+		va_end(ap);                                                    \
+		FAIL_RET(FI_SYSCALL, "fcntl", -1);                             \
+		return NEXT("fcntl64", int (*)(int, int, ...))(fd, cmd, arg);  \
+	} while (0)
+
 EXPORT int
 fcntl64(int fd, int cmd, ...)
 {
-	va_list ap;
-	long arg;
-
-	va_start(ap, cmd);
-	arg = va_arg(ap, long);
-	va_end(ap);
-	FAIL_RET(FI_SYSCALL, "fcntl", -1);
-	return NEXT("fcntl64", int (*)(int, int, ...))(fd, cmd, arg);
+	FCNTL_BODY(fd, cmd);
 }
 
 EXPORT int
 fcntl(int fd, int cmd, ...)
 {
-	va_list ap;
-	long arg;
-
-	va_start(ap, cmd);
-	arg = va_arg(ap, long);
-	va_end(ap);
-	FAIL_RET(FI_SYSCALL, "fcntl", -1);
-	return NEXT("fcntl64", int (*)(int, int, ...))(fd, cmd, arg);
+	FCNTL_BODY(fd, cmd);
 }
 
 EXPORT int

@@ -32,12 +32,7 @@ setup(void)
 	fx->page = (uint64_t)sysconf(_SC_PAGESIZE);
 	cfg.quirks = kvmsim_default_quirks(cfg.arch, cfg.level);
 	ck_assert_int_eq(kvmsim_reset(&cfg), 0);
-	fx->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	ck_assert_int_ge(fx->kvm_fd, 0);
-	fx->vm_fd = ioctl(fx->kvm_fd, KVM_CREATE_VM, 0);
-	ck_assert_int_ge(fx->vm_fd, 0);
-	fx->vcpu_fd = ioctl(fx->vm_fd, KVM_CREATE_VCPU, 0);
-	ck_assert_int_ge(fx->vcpu_fd, 0);
+	tc_kvm_open(&fx->kvm_fd, &fx->vm_fd, &fx->vcpu_fd, 0);
 	fx->null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	ck_assert_int_ge(fx->null_fd, 0);
 	fx->ram = mmap(NULL, FX_PAGES * fx->page, PROT_READ | PROT_WRITE,

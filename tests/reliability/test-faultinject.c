@@ -84,12 +84,7 @@ env_open(struct env *e, uint32_t arch, uint32_t level, unsigned long vm_type)
 	if (vm_type)
 		cfg.quirks |= KVMSIM_Q_SW_PROTECTED_VM;
 	ck_assert_int_eq(sim->reset(&cfg), 0);
-	e->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	ck_assert_int_ge(e->kvm_fd, 0);
-	e->vm_fd = ioctl(e->kvm_fd, KVM_CREATE_VM, vm_type);
-	ck_assert_int_ge(e->vm_fd, 0);
-	e->vcpu_fd = ioctl(e->vm_fd, KVM_CREATE_VCPU, 0);
-	ck_assert_int_ge(e->vcpu_fd, 0);
+	tc_kvm_open(&e->kvm_fd, &e->vm_fd, &e->vcpu_fd, vm_type);
 	e->ram = mmap(NULL, PAGES * e->page, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ck_assert_ptr_ne(e->ram, MAP_FAILED);
@@ -1581,6 +1576,35 @@ START_TEST(pure_calls_make_no_call)
 END_TEST
 
 /*
+ * The injector itself (fi.c) sees the library's allocations: each is
+ * counted, tracked while it lives, and the first one fails when armed.
+ * Without this a broken wrapper would let every case pass with no
+ * allocation failed.
+ */
+START_TEST(allocations_are_seen)
+{
+	struct fi_res before, after;
+	struct env e;
+
+	setup_x86_uf(&e);
+	fi_resources(&before);
+	fi_arm(0, 0, FI_ALLOC);
+	ck_assert_int_eq(op_vm_new(&e), 0);
+	ck_assert_uint_gt(fi_disarm(), 0);
+	fi_resources(&after);
+	ck_assert_int_gt(after.allocs, before.allocs);
+	undo_vm(&e);
+	fi_arm(1, ENOMEM, FI_ALLOC);
+	ck_assert_int_eq(op_vm_new(&e), -ENOMEM);
+	fi_disarm();
+	ck_assert_ptr_nonnull(fi_failed_call());
+	ck_assert_msg(strstr(fi_failed_call(), "alloc") != NULL,
+		      "failed call %s", fi_failed_call());
+	env_close(&e);
+}
+END_TEST
+
+/*
  * test-faultinject        the cases without userfaultfd
  * test-faultinject uffd   the userfaultfd cases; 77 where userfaultfd is
  *                         not permitted (root, vm.unprivileged_userfaultfd
@@ -1617,6 +1641,7 @@ main(int argc, char **argv)
 		tcase_add_loop_test(tc, inject, 0,
 				    (int)(sizeof(cases) / sizeof(cases[0])));
 		tcase_add_test(tc, pure_calls_make_no_call);
+		tcase_add_test(tc, allocations_are_seen);
 	}
 	suite_add_tcase(s, tc);
 	return tc_run(s);

@@ -31,6 +31,16 @@ rec_run(struct sim_env *e, struct record *rec)
 	return o;
 }
 
+/* Run to the script's end, whose last load gave @acc. */
+static inline void
+scn_end(struct sim_env *e, struct record *rec, uint64_t acc)
+{
+	struct outcome o = rec_run(e, rec);
+
+	ck_assert_uint_eq(o.exit_reason, KVM_EXIT_SHUTDOWN);
+	ck_assert_uint_eq(sim_env_acc(e), acc);
+}
+
 static inline bool
 has_gmem(const struct sim_env *e)
 {
@@ -39,6 +49,18 @@ has_gmem(const struct sim_env *e)
 
 /* A guest write, a read whose value the VMM supplies, and a write of that
  * value: the read-back must survive (arm64 reads exit_reason on entry). */
+/* A guest_memfd slot 2 of @pages pages; false (and nothing to test) only
+ * where the model has none. */
+static inline bool
+scn_add_gmem(struct sim_env *e, size_t pages)
+{
+	if (sim_env_add_gmem(e, 2, pages, sim_env_gmem_flags(e)) < 0) {
+		ck_assert(!has_gmem(e));
+		return false;
+	}
+	return true;
+}
+
 static inline void
 scn_mmio_roundtrip(struct sim_env *e, struct record *rec)
 {
@@ -101,9 +123,7 @@ scn_gmem_closed(struct sim_env *e, struct record *rec)
 	}
 	ck_assert_int_eq(r, 0);
 	sim_env_script(e, "load:0x30001000:4");
-	o = rec_run(e, rec);
-	ck_assert_uint_eq(o.exit_reason, KVM_EXIT_SHUTDOWN);
-	ck_assert_uint_eq(sim_env_acc(e), 0x6b6b6b6b);
+	scn_end(e, rec, 0x6b6b6b6b);
 	close(e->gmem_fd);
 	e->gmem_fd = -1;
 	sim_env_script(e, "load:0x30001000:4");
@@ -122,10 +142,8 @@ scn_gmem_hwpoison(struct sim_env *e, struct record *rec)
 {
 	struct outcome o;
 
-	if (sim_env_add_gmem(e, 2, 2, sim_env_gmem_flags(e)) < 0) {
-		ck_assert(!has_gmem(e));
+	if (!scn_add_gmem(e, 2))
 		return;
-	}
 	ck_assert_int_eq(kvmsim_poison(e->vm_fd, GMEM_GPA), 0);
 	sim_env_script(e, "load:0x30000000:8");
 	o = rec_run(e, rec);
@@ -144,10 +162,8 @@ scn_gmem_other_errno(struct sim_env *e, struct record *rec)
 	static const int errs[] = { ENOMEM, EIO };
 	struct outcome o;
 
-	if (sim_env_add_gmem(e, 2, 2, sim_env_gmem_flags(e)) < 0) {
-		ck_assert(!has_gmem(e));
+	if (!scn_add_gmem(e, 2))
 		return;
-	}
 	sim_env_script(e, "load:0x30000000:4");
 	for (int i = 0; i < 2; i++) {
 		ck_assert_int_eq(kvmsim_inject_gmem_error(e->vm_fd, GMEM_GPA,
@@ -158,9 +174,7 @@ scn_gmem_other_errno(struct sim_env *e, struct record *rec)
 		ck_assert_int_eq(o.f.error, -errs[i]);
 		ck_assert_uint_eq(o.f.origin, MEMFAULT_ORIGIN_OTHER_ERRNO);
 	}
-	o = rec_run(e, rec);
-	ck_assert_uint_eq(o.exit_reason, KVM_EXIT_SHUTDOWN);
-	ck_assert_uint_eq(sim_env_acc(e), 0x6b6b6b6b);
+	scn_end(e, rec, 0x6b6b6b6b);
 }
 
 /* A normal slot without a usable mapping: a bare EFAULT (badhva). */
@@ -176,9 +190,7 @@ scn_unannotated_efault(struct sim_env *e, struct record *rec)
 	ck_assert_int_eq(o.r, -EFAULT);
 	ck_assert_int_eq(mprotect(e->ram, e->ram_size, PROT_READ | PROT_WRITE),
 			 0);
-	o = rec_run(e, rec);
-	ck_assert_uint_eq(o.exit_reason, KVM_EXIT_SHUTDOWN);
-	ck_assert_uint_eq(sim_env_acc(e), 0x5a5a5a5a);
+	scn_end(e, rec, 0x5a5a5a5a);
 }
 
 /* After a memory fault, an EINTR must not leave the stale exit 39 behind:
@@ -188,10 +200,8 @@ scn_stale_exit_reset(struct sim_env *e, struct record *rec)
 {
 	struct outcome o;
 
-	if (sim_env_add_gmem(e, 2, 1, sim_env_gmem_flags(e)) < 0) {
-		ck_assert(!has_gmem(e));
+	if (!scn_add_gmem(e, 1))
 		return;
-	}
 	close(e->gmem_fd);
 	e->gmem_fd = -1;
 	sim_env_script(e, "load:0x30000000:4");
@@ -256,9 +266,7 @@ scn_userfault(struct sim_env *e, struct record *rec)
 	page1 = (unsigned char *)e->ram + e->page;
 	page1[0] = 0x22; /* install the contents, then publish */
 	__atomic_fetch_and(&e->bitmap[0], ~2ul, __ATOMIC_RELEASE);
-	o = rec_run(e, rec);
-	ck_assert_uint_eq(o.exit_reason, KVM_EXIT_SHUTDOWN);
-	ck_assert_uint_eq(sim_env_acc(e), 0x5a);
+	scn_end(e, rec, 0x5a);
 	ck_assert_uint_eq(page1[0], 0x11);
 }
 
@@ -300,9 +308,7 @@ scn_userfault_region(struct sim_env *e, struct record *rec)
 		memset(mem + page * e->page, 0x40 + (int)page, e->page);
 		ck_assert_int_eq(memfault_region_publish(r, page, 1), 0);
 	}
-	o = rec_run(e, rec);
-	ck_assert_uint_eq(o.exit_reason, KVM_EXIT_SHUTDOWN);
-	ck_assert_uint_eq(sim_env_acc(e), 0x45454545);
+	scn_end(e, rec, 0x45454545);
 	ck_assert_uint_eq(mem[8 * e->page - 1], 0x11);
 	ck_assert_int_eq(memfault_region_count_missing(r, &missing), 0);
 	ck_assert_uint_eq(missing, 6);

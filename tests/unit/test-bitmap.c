@@ -585,16 +585,7 @@ END_TEST
 static long
 peak_kib(void)
 {
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long v = -1;
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmHWM: %ld", &v) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return v;
+	return tc_status_kib("VmHWM");
 }
 
 /* VmHWM back to the current RSS (clear_refs 5, Linux 4.0); false if not. */
