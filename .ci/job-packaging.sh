@@ -24,9 +24,11 @@
 #   consumer       tests/abi/consumer/consumer.c and .cpp built with
 #                  `pkg-config --cflags --libs libmemfault` against the
 #                  installed packages, run against the installed library
-#   examples       the examples shipped in libmemfault-doc built against the
-#                  installed library (pkg-config), minimal-vmm run on the
-#                  KVM simulator of the package build
+#   examples       every example shipped in libmemfault-doc built as a
+#                  user would (cc, default dialect, -Wall -Werror, from the
+#                  files examples/meson.build uses) against the installed
+#                  library (pkg-config), minimal-vmm run on the KVM
+#                  simulator of the package build, both architectures
 #   python3        python3-memfault imports with /usr/bin/python3, from
 #                  dist-packages, loads the installed libmemfault.so.0, and
 #                  reports the package's version
@@ -253,9 +255,11 @@ has libmemfault-dev "$native_arch" "usr/include/memfault/memfault\.h" \
 	"usr/lib/$ma/pkgconfig/libmemfault\.pc" \
 	"usr/share/man/man3/memfault\.3\.gz" "usr/share/man/man3/memfault_vcpu_run\.3\.gz"
 has libmemfault-doc all "usr/share/doc/libmemfault-doc/html/index\.html" \
-	"usr/share/doc/libmemfault-doc/examples/minimal-vmm\.c" \
-	"usr/share/doc/libmemfault-doc/examples/postcopy\.c" \
-	"usr/share/doc/libmemfault-doc/examples/conversion\.c"
+	"usr/share/doc/libmemfault-doc/examples/minimal-vmm\.c(\.gz)?" \
+	"usr/share/doc/libmemfault-doc/examples/example-vm\.h(\.gz)?" \
+	"usr/share/doc/libmemfault-doc/examples/postcopy\.c(\.gz)?" \
+	"usr/share/doc/libmemfault-doc/examples/conversion\.c(\.gz)?" \
+	"usr/share/doc/libmemfault-doc/examples/linux-vmm/main\.c(\.gz)?"
 has python3-memfault all "usr/lib/python3/dist-packages/memfault/__init__\.py" \
 	"usr/lib/python3/dist-packages/memfault/_core\.py" \
 	"usr/lib/python3/dist-packages/memfault-$upstream\.dist-info/METADATA"
@@ -438,33 +442,59 @@ if [ "$install_ok" = 1 ]; then
 	fi
 	if [ "$cons_ok" = 1 ]; then pass consumer; else fail consumer; fi
 
-	# the examples as a user gets them, against the installed library; the
-	# project's copy of the kernel uapi (lib/uapi), since the build host's
-	# linux-libc-dev may predate guest_memfd (bookworm: 6.1)
+	# the examples as a user gets them from libmemfault-doc, each built
+	# from the files examples/meson.build builds it from, against the
+	# installed library (pkg-config) and the system's <linux/kvm.h>
 	ex_ok=1
 	exdir=/usr/share/doc/libmemfault-doc/examples
-	mkdir -p "$c/examples"
-	for ex in minimal-vmm postcopy conversion; do
-		f=$exdir/$ex.c
-		[ -f "$f" ] || f=$f.gz
-		[ -f "$f" ] || { echo "  no $exdir/$ex.c"; ex_ok=0; continue; }
-		case $f in *.gz) gzip -dc "$f" >"$c/examples/$ex.c" ;; *) cp "$f" "$c/examples/$ex.c" ;; esac
-		cc -std=gnu11 -Wall -Werror -I "$root/lib/uapi" "$c/examples/$ex.c" -o "$c/examples/$ex" \
-			"${pc[@]}" -ldl -pthread || { echo "  $ex does not build"; ex_ok=0; }
-	done
+	rm -rf "${c:?}/examples" "${c:?}/bin"
+	mkdir -p "$c/bin"
+	cp -r "$exdir" "$c/examples"
+	find "$c/examples" -name '*.gz' -exec gzip -d {} +
+	# build_example NAME SOURCE...
+	build_example() {
+		local name=$1 f
+		shift
+		for f in "$@"; do
+			[ -f "$c/examples/$f" ] || { echo "  no $exdir/$f"; ex_ok=0; return; }
+		done
+		# as a user would: the compiler's default C dialect, no defines
+		if (cd "$c/examples" && cc -Wall -Werror "$@" -o "$c/bin/$name" "${pc[@]}" -pthread); then
+			echo "  $name: built from $*"
+		else
+			echo "  $name does not build"
+			ex_ok=0
+		fi
+	}
+	build_example minimal-vmm minimal-vmm.c example-vm.c
+	build_example postcopy postcopy.c postcopy-pages.c postcopy-source.c example-vm.c
+	build_example conversion conversion.c example-vm.c
+	if [ "$native_arch" = amd64 ]; then
+		# linux-vmm/other-arch.c is the stub for other architectures
+		mapfile -t lvmm < <(cd "$c/examples" && find linux-vmm -name '*.c' ! -name other-arch.c | sort)
+		build_example linux-vmm "${lvmm[@]}"
+	fi
+	# minimal-vmm on the simulator of the package build: its guest's steps
+	# as a script (the scripts of examples/meson.build; the example checks
+	# every step, so a script that no longer matches fails here)
 	sim=$(find "$src"/obj-* -name libkvmsim.so -path '*tests/sim*' 2>/dev/null | head -n 1)
-	if [ -x "$c/examples/minimal-vmm" ] && [ -n "$sim" ]; then
+	declare -A scripts=(
+		[x86_64]='out:0xe0:1:0x42; in:0xe1:1; out:0xe2:1:acc; load:0x20000:1; out:0xe3:1:acc; hlt'
+		[arm64]='mmio_write:0x10000000:1:0x42; mmio_read:0x10000001:1; mmio_write:0x10000002:1:acc; load:0x20000000:1; mmio_write:0x10000003:1:acc; mmio_write:0x10000004:1:0x42'
+	)
+	if [ -x "$c/bin/minimal-vmm" ] && [ -n "$sim" ]; then
 		for arch in x86_64 arm64; do
-			if env -u LD_LIBRARY_PATH LD_PRELOAD="$sim" KVMSIM_LEVEL=7.2 \
-				"$c/examples/minimal-vmm" --arch "$arch" >"$c/examples/run-$arch.log" 2>&1; then
+			if env -u LD_LIBRARY_PATH LD_PRELOAD="$sim" KVMSIM_LEVEL=7.2 KVMSIM_ARCH="$arch" \
+				KVMSIM_SCRIPT="${scripts[$arch]}" \
+				"$c/bin/minimal-vmm" --arch "$arch" >"$c/bin/run-$arch.log" 2>&1; then
 				echo "  minimal-vmm --arch $arch (installed library, simulator): exit 0"
 			else
-				tail -n 5 "$c/examples/run-$arch.log"
+				tail -n 5 "$c/bin/run-$arch.log"
 				echo "  minimal-vmm --arch $arch failed"
 				ex_ok=0
 			fi
 		done
-	elif [ -x "$c/examples/minimal-vmm" ]; then
+	elif [ -x "$c/bin/minimal-vmm" ]; then
 		echo "  minimal-vmm not run: no simulator in the build tree (nocheck build?)"
 	fi
 	if [ "$ex_ok" = 1 ]; then pass examples; else fail examples; fi
