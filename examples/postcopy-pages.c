@@ -14,6 +14,10 @@
  * The claim is what makes each page arrive once: whoever claims a page
  * fetches it; the other one skips it or waits for it.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memfd_create() */
+#endif
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>

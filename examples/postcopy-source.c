@@ -12,6 +12,10 @@
  * twice. Nothing here uses libmemfault: a real VMM has its migration
  * stream already.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pipe2() */
+#endif
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
