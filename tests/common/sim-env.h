@@ -57,6 +57,13 @@ struct sim_model {
 };
 #define NR_SIM_MODELS 8
 extern const struct sim_model sim_models[NR_SIM_MODELS];
+/* Loop test @fn over the two 7.2 models: sim_models[2] (x86_64/7.2) and
+ * sim_models[6] (arm64/7.2). */
+#define ADD_ON_72(tc, fn)                                                      \
+	do {                                                                   \
+		tcase_add_loop_test((tc), fn, 2, 3);                           \
+		tcase_add_loop_test((tc), fn, 6, 7);                           \
+	} while (0)
 
 /* Open /dev/kvm, a VM of @vm_type and one vCPU on the simulator. */
 void sim_env_open_quirks(struct sim_env *e, uint32_t arch, uint32_t level,

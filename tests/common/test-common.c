@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <kvm-userfault-proposed.h>
@@ -81,6 +82,24 @@ tc_skip(Suite *s, const char *fmt, ...)
 	return 77;
 }
 
+Suite *
+tc_suite(const char *name, const char *tcase, int timeout, ...)
+{
+	Suite *s = suite_create(name);
+	TCase *tc = tcase_create(tcase);
+	const TTest *t;
+	va_list ap;
+
+	if (timeout > 0)
+		tcase_set_timeout(tc, timeout);
+	va_start(ap, timeout);
+	while ((t = va_arg(ap, const TTest *)))
+		tcase_add_test(tc, t);
+	va_end(ap);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
 void
 tc_init(void)
 {
@@ -112,6 +131,24 @@ long
 tc_rss_kib(void)
 {
 	return tc_status_kib("VmRSS");
+}
+
+double
+tc_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+uint64_t
+tc_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 long

@@ -50,6 +50,10 @@ void tc_count_skip(void);
  * before any output; idempotent. */
 void tc_init(void);
 
+/* A suite @name of one test case @tcase (timeout @timeout seconds, 0:
+ * Check's default) holding the tests that follow, up to NULL. */
+Suite *tc_suite(const char *name, const char *tcase, int timeout, ...);
+
 /* Add @fn to @tc (the name the tests have always used). */
 #define ADD_TEST(tc, fn) tcase_add_test((tc), fn)
 /* Add @fn to @s in a test case of its own, named after it, so that
@@ -63,6 +67,9 @@ void tc_init(void);
 
 /* A "Vm...:" field of /proc/self/status in KiB ("VmRSS", "VmHWM"), or -1. */
 long tc_status_kib(const char *field);
+/* CLOCK_MONOTONIC in seconds, and in nanoseconds. */
+double tc_now(void);
+uint64_t tc_now_ns(void);
 /* The process's resident set in KiB (VmRSS), or -1. */
 long tc_rss_kib(void);
 /* How many of the fds 0..4095 are open. */

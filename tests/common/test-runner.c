@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "test-common.h"
@@ -87,6 +88,35 @@ START_TEST(whole_skip_is_77)
 }
 END_TEST
 
+START_TEST(suite_of_listed_tests)
+{
+	struct tc_counts c;
+
+	unsetenv("CK_RUN_CASE");
+	ck_assert_int_eq(tc_run_counted(tc_suite("listed", "listed", 10,
+						 inner_pass, inner_fail,
+						 inner_skip, inner_pass, NULL),
+					&c),
+			 1);
+	ck_assert_int_eq(c.ran, 4);
+	ck_assert_int_eq(c.failed, 1);
+	ck_assert_uint_eq(c.skipped, 1);
+}
+END_TEST
+
+START_TEST(clock_advances)
+{
+	struct timespec d = { 0, 20 * 1000 * 1000 };
+	double t0 = tc_now();
+	uint64_t n0 = tc_now_ns();
+
+	nanosleep(&d, NULL);
+	ck_assert_double_ge(tc_now() - t0, 0.019);
+	ck_assert_uint_ge(tc_now_ns() - n0, 19 * 1000 * 1000);
+	ck_assert_double_lt(tc_now() - t0, 60.0);
+}
+END_TEST
+
 START_TEST(open_fds_counts)
 {
 	long n0 = tc_open_fds();
@@ -137,6 +167,8 @@ main(void)
 			    (int)(sizeof(rows) / sizeof(rows[0])));
 	ADD_TEST(tc, skip_outside_a_run);
 	ADD_TEST(tc, whole_skip_is_77);
+	ADD_TEST(tc, suite_of_listed_tests);
+	ADD_TEST(tc, clock_advances);
 	ADD_TEST(tc, open_fds_counts);
 	ADD_TEST(tc, rss_grows_with_touched_memory);
 	ADD_TEST(tc, uffd_reason);

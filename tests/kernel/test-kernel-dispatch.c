@@ -407,17 +407,13 @@ END_TEST
 Suite *
 kt_suite_dispatch(void)
 {
-	Suite *s = suite_create("kernel-dispatch");
-	TCase *tc = tcase_create("dispatch");
-
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, region_load);
-	tcase_add_test(tc, region_gmem_load);
-	tcase_add_test(tc, dispatch_replace);
-	tcase_add_test(tc, dispatch_hwpoison);
-	tcase_add_test(tc, dispatch_loop);
-	suite_add_tcase(s, tc);
-	return s;
+	return tc_suite("kernel-dispatch", "dispatch", 60,
+			region_load,
+			region_gmem_load,
+			dispatch_replace,
+			dispatch_hwpoison,
+			dispatch_loop,
+			NULL);
 }
 
 #ifndef KT_NO_MAIN

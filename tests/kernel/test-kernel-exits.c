@@ -146,20 +146,16 @@ END_TEST
 Suite *
 kt_suite_exits(void)
 {
-	Suite *s = suite_create("kernel-exits");
-	TCase *tc = tcase_create("exits");
-
-	tcase_set_timeout(tc, 60);
+	return tc_suite("kernel-exits", "exits", 60,
 #if KT_X86
-	tcase_add_test(tc, io);
-	tcase_add_test(tc, io_in);
-	tcase_add_test(tc, hlt);
+			io,
+			io_in,
+			hlt,
 #endif
-	tcase_add_test(tc, mmio);
-	tcase_add_test(tc, mmio_read);
-	tcase_add_test(tc, readback_clobbered);
-	suite_add_tcase(s, tc);
-	return s;
+			mmio,
+			mmio_read,
+			readback_clobbered,
+			NULL);
 }
 
 #ifndef KT_NO_MAIN

@@ -225,18 +225,14 @@ END_TEST
 Suite *
 kt_suite_faults(void)
 {
-	Suite *s = suite_create("kernel-faults");
-	TCase *tc = tcase_create("faults");
-
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, load_normal);
-	tcase_add_test(tc, gmem_load);
-	tcase_add_test(tc, gmem_efault);
-	tcase_add_test(tc, gmem_hwpoison);
-	tcase_add_test(tc, badhva);
-	tcase_add_test(tc, fault_then_efault);
-	suite_add_tcase(s, tc);
-	return s;
+	return tc_suite("kernel-faults", "faults", 60,
+			load_normal,
+			gmem_load,
+			gmem_efault,
+			gmem_hwpoison,
+			badhva,
+			fault_then_efault,
+			NULL);
 }
 
 #ifndef KT_NO_MAIN

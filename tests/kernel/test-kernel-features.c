@@ -145,17 +145,13 @@ END_TEST
 Suite *
 kt_suite_features(void)
 {
-	Suite *s = suite_create("kernel-features");
-	TCase *tc = tcase_create("features");
-
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, features);
-	tcase_add_test(tc, features_no_probe);
+	return tc_suite("kernel-features", "features", 60,
+			features,
+			features_no_probe,
 #if !defined(KT_SIM)
-	tcase_add_test(tc, features_probe_no_memslot);
+			features_probe_no_memslot,
 #endif
-	suite_add_tcase(s, tc);
-	return s;
+			NULL);
 }
 
 #ifndef KT_NO_MAIN

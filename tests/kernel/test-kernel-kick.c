@@ -27,15 +27,6 @@
 /* How long a kick may take to be answered before it counts as lost. */
 #define KICK_TIMEOUT_S 5
 
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static struct timespec
 deadline(int seconds)
 {
@@ -209,7 +200,7 @@ START_TEST(kick_burst)
 	kt_vcpu_create(&v, KT_ENTRY_SPIN);
 	kicker_init(&k, &v);
 	ck_assert_int_eq(pthread_create(&t, NULL, vcpu_loop, &k), 0);
-	t0 = now();
+	t0 = tc_now();
 	for (long i = 0; i < kicks && !lost; i++) {
 		struct timespec ts = deadline(KICK_TIMEOUT_S);
 		long start;
@@ -235,7 +226,7 @@ START_TEST(kick_burst)
 	memfault_vcpu_kick(v.mvcpu);
 	pthread_join(t, NULL);
 	printf("# kick-burst: %ld kicks, %ld INTERRUPTED returns, %.3f s\n",
-	       sent, k.interrupted, now() - t0);
+	       sent, k.interrupted, tc_now() - t0);
 	kres_printf(KT_ARCH, "kick-burst", 1, "kicks=%ld lost=%ld", sent, lost);
 	ck_assert_msg(k.unexpected == 0, "vCPU run returned %d, want INTERRUPTED",
 		      k.unexpected);
@@ -249,16 +240,12 @@ END_TEST
 Suite *
 kt_suite_kick(void)
 {
-	Suite *s = suite_create("kernel-kick");
-	TCase *tc = tcase_create("kick");
-
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, kick_before);
-	tcase_add_test(tc, kick_readback);
-	tcase_add_test(tc, kick_thread);
-	tcase_add_test(tc, kick_burst);
-	suite_add_tcase(s, tc);
-	return s;
+	return tc_suite("kernel-kick", "kick", 120,
+			kick_before,
+			kick_readback,
+			kick_thread,
+			kick_burst,
+			NULL);
 }
 
 #ifndef KT_NO_MAIN

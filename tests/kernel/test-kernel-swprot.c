@@ -259,17 +259,13 @@ END_TEST
 Suite *
 kt_suite_swprot(void)
 {
-	Suite *s = suite_create("kernel-swprot");
-	TCase *tc = tcase_create("swprot");
-
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, swprot_features);
-	tcase_add_test(tc, swprot_private);
-	tcase_add_test(tc, swprot_dispatch_default);
-	tcase_add_test(tc, swprot_dispatch_convert);
-	tcase_add_test(tc, swprot_dispatch_shared);
-	suite_add_tcase(s, tc);
-	return s;
+	return tc_suite("kernel-swprot", "swprot", 60,
+			swprot_features,
+			swprot_private,
+			swprot_dispatch_default,
+			swprot_dispatch_convert,
+			swprot_dispatch_shared,
+			NULL);
 }
 #endif
 

@@ -396,14 +396,10 @@ END_TEST
 Suite *
 kt_suite_uffd(void)
 {
-	Suite *s = suite_create("kernel-uffd");
-	TCase *tc = tcase_create("uffd");
-
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, uffd_missing);
-	tcase_add_test(tc, uffd_minor);
-	suite_add_tcase(s, tc);
-	return s;
+	return tc_suite("kernel-uffd", "uffd", 60,
+			uffd_missing,
+			uffd_minor,
+			NULL);
 }
 
 #ifndef KT_NO_MAIN

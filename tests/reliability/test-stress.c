@@ -115,24 +115,6 @@
 static bool soak;
 static unsigned long nr_kicks, nr_exits;
 
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static uint64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- kicks ---- */
 
 /*
@@ -234,7 +216,7 @@ vcpu_thread(void *arg)
 		/* every kick that took its number by now is answered */
 		i = issued_kicks(ks);
 		if (i > a) {
-			uint64_t t = now_ns(), rd = run_delay_of(ks->vcpu_tid);
+			uint64_t t = tc_now_ns(), rd = run_delay_of(ks->vcpu_tid);
 
 			for (unsigned long n = a; n < i; n++) {
 				ks->t_answer[n] = t;
@@ -292,7 +274,7 @@ kicker_thread(void *arg)
 			usleep((useconds_t)(rand_r(&seed) % 300));
 		rd = run_delay_of(__atomic_load_n(&ks->vcpu_tid,
 						  __ATOMIC_ACQUIRE));
-		t = now_ns();
+		t = tc_now_ns();
 		n = __atomic_fetch_add(&ks->issued, 1, __ATOMIC_ACQ_REL);
 		if (n >= ks->nr) {
 			__atomic_fetch_sub(&ks->issued, 1, __ATOMIC_ACQ_REL);
@@ -302,7 +284,7 @@ kicker_thread(void *arg)
 		__atomic_store_n(&ks->t_begin[n], t, __ATOMIC_RELEASE);
 		if (memfault_vcpu_kick(ks->e->vcpu))
 			__atomic_store_n(&ks->bad, -2000, __ATOMIC_RELEASE);
-		ks->t_done[n] = now_ns();
+		ks->t_done[n] = tc_now_ns();
 		__atomic_store_n(&ks->done[n], 1, __ATOMIC_RELEASE);
 	}
 }
@@ -334,7 +316,7 @@ holder_thread(void *arg)
 		if (r != MEMFAULT_CLAIM_FETCH)
 			continue; /* the vCPU fetched it itself */
 		ks->holds++;
-		for (uint64_t t0 = now_ns(); now_ns() - t0 < hold_us * 1000 &&
+		for (uint64_t t0 = tc_now_ns(); tc_now_ns() - t0 < hold_us * 1000 &&
 		     !__atomic_load_n(&ks->stop, __ATOMIC_ACQUIRE);)
 			usleep(1000);
 		ck_assert_int_eq(memfault_region_publish(ks->region, HELD_PAGE,
@@ -487,7 +469,7 @@ run_kicks(uint32_t arch, enum kick_mode mode)
 		ck_assert_int_eq(sigaction(SIGUSR2, &sa, NULL), 0);
 		ks.storm = 1;
 	}
-	t0 = now();
+	t0 = tc_now();
 	ck_assert_int_eq(pthread_create(&v, NULL, vcpu_thread, &ks), 0);
 	ck_assert_int_eq(pthread_create(&hd, NULL, holder_thread, &ks), 0);
 	if (mode == MODE_STORM)
@@ -505,7 +487,7 @@ run_kicks(uint32_t arch, enum kick_mode mode)
 				 __atomic_load_n(&ks.t_begin[answered],
 						 __ATOMIC_ACQUIRE) :
 				 0;
-		if (oldest && now_ns() - oldest > KICK_LOST_S * 1e9) {
+		if (oldest && tc_now_ns() - oldest > KICK_LOST_S * 1e9) {
 			lost = true;
 			break;
 		}
@@ -554,7 +536,7 @@ run_kicks(uint32_t arch, enum kick_mode mode)
 	       ks.storm_signals, lat[ks.nr / 2] / 1e3,
 	       lat[ks.nr * 99 / 100] / 1e3, lat[ks.nr * 999 / 1000] / 1e3,
 	       lat[ks.nr - 1] / 1e6, adj[ks.nr * 999 / 1000] / 1e3,
-	       adj[ks.nr - 1] / 1e6, bound, now() - t0);
+	       adj[ks.nr - 1] / 1e6, bound, tc_now() - t0);
 	ck_assert_msg(ks.strict_bad == 0,
 		      "%lu of %lu runs that began with an unanswered kick entered the guest (first: kick %lu): a kick was lost",
 		      ks.strict_bad, ks.strict, ks.first_strict_bad);
@@ -640,7 +622,7 @@ START_TEST(exits_flat)
 	struct sim_env e;
 	void *ram, *gram;
 	int gmem;
-	double t0 = now();
+	double t0 = tc_now();
 
 	sim_env_open(&e, _i ? KVMSIM_ARM64 : KVMSIM_X86_64, KVMSIM_LEVEL_7_2_UF);
 	ck_assert_int_eq(memfault_vm_set_handlers(e.vm, &h), 0);
@@ -707,7 +689,7 @@ START_TEST(exits_flat)
 	       "page-ins), %llu KVM_RUN calls, RSS %ld -> %ld KiB, fds %ld -> "
 	       "%ld, %.1f s\n", _i ? "arm64" : "x86_64",
 	       ordinary + faults + userfaults, ordinary, faults, userfaults,
-	       (unsigned long long)st.runs, rss0, rss1, fds0, fds1, now() - t0);
+	       (unsigned long long)st.runs, rss0, rss1, fds0, fds1, tc_now() - t0);
 	ck_assert_uint_eq(st.page_ins, userfaults);
 	ck_assert_uint_ge(st.runs, nr_exits);
 	/* flat: allocator noise only, no growth with the count (ASan's

@@ -447,15 +447,6 @@ on_vmm_kick(int sig)
 	vmm_kicks_handled++;
 }
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /*
  * vCPU A fetches a page slowly; vCPU B waits for it and is kicked. The
  * kick must end B's wait at once, with the library's own kick handler
@@ -510,14 +501,14 @@ kick_while_waiting(int model, int mode)
 	pthread_create(&b.vt.t, NULL, waiter_thread, &b);
 	usleep(50 * 1000); /* B is asleep in the claim by now */
 	ck_assert_int_eq(__atomic_load_n(&b.done, __ATOMIC_ACQUIRE), 0);
-	t0 = now_s();
+	t0 = tc_now();
 	errno = 4321; /* the kick's futex wake must not change it */
 	ck_assert_int_eq(memfault_vcpu_kick(b.vt.vcpu), 0);
 	ck_assert_int_eq(errno, 4321);
 	while (!(answered = __atomic_load_n(&b.done, __ATOMIC_ACQUIRE)) &&
-	       now_s() - t0 < 2 * f)
+	       tc_now() - t0 < 2 * f)
 		usleep(100);
-	waited = now_s() - t0;
+	waited = tc_now() - t0;
 	/* release A either way: it publishes; B then runs through */
 	pthread_mutex_lock(&c.lock);
 	c.hold = 0;
@@ -706,28 +697,18 @@ main(void)
 {
 	Suite *s = suite_create("dispatch");
 	TCase *tc = tcase_create("dispatch");
-	static const int m[] = { 2, 6 }; /* x86_64/7.2 and arm64/7.2 */
 
 	tcase_set_timeout(tc, 60);
-	for (int i = 0; i < 2; i++) {
-		tcase_add_loop_test(tc, page_in_exactly_once_across_vcpus, m[i],
-				    m[i] + 1);
-		tcase_add_loop_test(tc, page_in_failure_and_to_vmm, m[i], m[i] + 1);
-		tcase_add_loop_test(tc, no_handlers_means_to_vmm, m[i], m[i] + 1);
-		tcase_add_loop_test(tc, repeat_guard, m[i], m[i] + 1);
-		tcase_add_loop_test(tc, hwpoison_goes_to_its_handler, m[i],
-				    m[i] + 1);
-		tcase_add_loop_test(tc, no_attributes_no_conversion, m[i],
-				    m[i] + 1);
-		tcase_add_loop_test(tc, kick_while_waiting_for_a_page, m[i],
-				    m[i] + 1);
-		tcase_add_loop_test(tc, kick_while_waiting_sa_restart, m[i],
-				    m[i] + 1);
-		tcase_add_loop_test(tc, kick_while_waiting_vmm_handler, m[i],
-				    m[i] + 1);
-		tcase_add_loop_test(tc, handler_timing_only_when_asked, m[i],
-				    m[i] + 1);
-	}
+	ADD_ON_72(tc, page_in_exactly_once_across_vcpus);
+	ADD_ON_72(tc, page_in_failure_and_to_vmm);
+	ADD_ON_72(tc, no_handlers_means_to_vmm);
+	ADD_ON_72(tc, repeat_guard);
+	ADD_ON_72(tc, hwpoison_goes_to_its_handler);
+	ADD_ON_72(tc, no_attributes_no_conversion);
+	ADD_ON_72(tc, kick_while_waiting_for_a_page);
+	ADD_ON_72(tc, kick_while_waiting_sa_restart);
+	ADD_ON_72(tc, kick_while_waiting_vmm_handler);
+	ADD_ON_72(tc, handler_timing_only_when_asked);
 	ADD_TEST(tc, default_conversion_both_ways_x86);
 	ADD_TEST(tc, noop_conversion_goes_to_other);
 	ADD_TEST(tc, same_callbacks_on_both_arches);

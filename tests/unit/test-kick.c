@@ -17,15 +17,6 @@
 
 #define KICKS 10000
 
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 START_TEST(kick_before_entry)
 {
 	struct sim_env e;
@@ -123,13 +114,13 @@ START_TEST(ten_thousand_kicks_none_lost)
 	sp.e = &e;
 	sp.target = KICKS;
 	ck_assert_int_eq(pthread_create(&t, NULL, spin_thread, &sp), 0);
-	deadline = now() + 50;
+	deadline = tc_now() + 50;
 	for (int i = 0; i < KICKS; i++) {
 		/* Each kick must produce an INTERRUPTED return after it
 		 * began: wait for it, whatever phase the vCPU was in. */
 		ck_assert_int_eq(memfault_vcpu_kick(e.vcpu), 0);
 		while (__atomic_load_n(&sp.acks, __ATOMIC_ACQUIRE) <= i) {
-			ck_assert_msg(now() < deadline,
+			ck_assert_msg(tc_now() < deadline,
 				      "kick %d lost: vCPU still in the guest", i);
 			sched_yield();
 		}
@@ -306,23 +297,15 @@ main(void)
 {
 	Suite *s = suite_create("kick");
 	TCase *tc = tcase_create("kick");
-	/* models 2 and 6: x86_64/7.2 and arm64/7.2 */
-	static const int m[] = { 2, 6 };
 
 	tcase_set_timeout(tc, 60);
-	for (int i = 0; i < 2; i++) {
-		tcase_add_loop_test(tc, kick_before_entry, m[i], m[i] + 1);
-		tcase_add_loop_test(tc, kick_after_exit, m[i], m[i] + 1);
-		tcase_add_loop_test(tc, kick_during_run, m[i], m[i] + 1);
-		tcase_add_loop_test(tc, ten_thousand_kicks_none_lost, m[i],
-				    m[i] + 1);
-		tcase_add_loop_test(tc, kick_from_signal_handler, m[i],
-				    m[i] + 1);
-		tcase_add_loop_test(tc, kick_with_the_vmms_signal, m[i],
-				    m[i] + 1);
-		tcase_add_loop_test(tc, kick_signal_queue_full, m[i],
-				    m[i] + 1);
-	}
+	ADD_ON_72(tc, kick_before_entry);
+	ADD_ON_72(tc, kick_after_exit);
+	ADD_ON_72(tc, kick_during_run);
+	ADD_ON_72(tc, ten_thousand_kicks_none_lost);
+	ADD_ON_72(tc, kick_from_signal_handler);
+	ADD_ON_72(tc, kick_with_the_vmms_signal);
+	ADD_ON_72(tc, kick_signal_queue_full);
 	suite_add_tcase(s, tc);
 	return tc_run(s);
 }

@@ -1208,9 +1208,7 @@ main(void)
 	tcase_add_loop_test(tc, page_in_failure, 0, 6);
 	ADD_TEST(tc, no_handler_is_a_failure);
 	ADD_TEST(tc, bad_arguments);
-	/* x86_64/7.2 and arm64/7.2 models */
-	tcase_add_loop_test(tc, vcpu_attribution, 2, 3);
-	tcase_add_loop_test(tc, vcpu_attribution, 6, 7);
+	ADD_ON_72(tc, vcpu_attribution);
 	tcase_add_loop_test(tc, combined_kvm_and_uffd, 0, 4);
 	tcase_add_loop_test(tc, kvm_failure_wakes_host_waiters, 0, 2);
 	suite_add_tcase(s, tc);

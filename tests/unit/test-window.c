@@ -42,15 +42,6 @@ window_iters(void)
 	return v && *v == '1' ? 1000000 : 100000;
 }
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 struct wenv {
 	struct sim_env e;
 	struct memfault_region *r;
@@ -180,9 +171,9 @@ window_case(uint32_t arch, enum window_mode mode, bool old_toggle,
 	win.ctx = &w;
 	if (old_toggle)
 		win.mark = old_toggle_mark;
-	t0 = now_s();
+	t0 = tc_now();
 	ck_assert_int_eq(window_run(&win), 0);
-	t1 = now_s();
+	t1 = tc_now();
 	printf("window %s/%s%s: %llu attempts in %.2f s: %llu exits, %llu "
 	       "loads completed, %llu leaks (first %#llx), %llu re-marks\n",
 	       arch == KVMSIM_X86_64 ? "x86_64" : "arm64", mode_names[mode],
@@ -383,9 +374,9 @@ START_TEST(mark_waits_for_fetches)
 	ck_assert_int_eq(memfault_region_mark_missing(w.r, 3, 1), 0);
 	ck_assert_int_eq(memfault_region_claim(w.r, 3, 0), MEMFAULT_CLAIM_FETCH);
 	ck_assert_int_eq(memfault_region_publish(w.r, 0, 3), 0);
-	t0 = now_s();
+	t0 = tc_now();
 	ck_assert_int_eq(memfault_region_mark_missing(w.r, 0, WPAGES), -EBUSY);
-	ck_assert_double_lt(now_s() - t0, 1.0);
+	ck_assert_double_lt(tc_now() - t0, 1.0);
 	for (uint64_t p = 0; p < WPAGES; p++)
 		ck_assert_int_eq(memfault_region_is_missing(w.r, p), 1);
 	/* the claim is still the caller's */
@@ -609,9 +600,9 @@ START_TEST(unreadable_bitmap_is_bounded)
 	sim_env_script(&e, "load:0x20000000:1");
 	bb_page_ins = 0;
 	ck_assert_int_eq(kvmsim_get_stats(&st0), 0);
-	t0 = now_s();
+	t0 = tc_now();
 	rc = memfault_vcpu_run_dispatch(e.vcpu);
-	ck_assert_double_lt(now_s() - t0, 5.0);
+	ck_assert_double_lt(tc_now() - t0, 5.0);
 	ck_assert_int_eq(kvmsim_get_stats(&st1), 0);
 	if (arch == KVMSIM_ARM64) {
 		ck_assert_int_eq(rc, -ELOOP);
