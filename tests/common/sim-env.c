@@ -57,9 +57,7 @@ sim_env_close(struct sim_env *e)
 	if (e->ram)
 		munmap(e->ram, e->ram_size);
 	free(e->bitmap);
-	close(e->vcpu_fd);
-	close(e->vm_fd);
-	close(e->kvm_fd);
+	tc_kvm_close(e->kvm_fd, e->vm_fd, e->vcpu_fd);
 }
 
 /* At 6.1 only KVM_SET_USER_MEMORY_REGION exists. 0 or -errno. */

@@ -210,6 +210,14 @@ tc_kvm_open(int *kvm_fd, int *vm_fd, int *vcpu_fd, unsigned long vm_type)
 	ck_assert_msg(*vcpu_fd >= 0, "KVM_CREATE_VCPU: %s", strerror(errno));
 }
 
+void
+tc_kvm_close(int kvm_fd, int vm_fd, int vcpu_fd)
+{
+	close(vcpu_fd);
+	close(vm_fd);
+	close(kvm_fd);
+}
+
 int
 tc_memslot2(int vm_fd, uint32_t slot, uint32_t flags, uint64_t gpa,
 	    uint64_t size, const void *hva, int gmem_fd, uint64_t gmem_off,

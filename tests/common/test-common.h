@@ -88,6 +88,8 @@ int tc_uffd_usable(char *why, size_t len);
 /* open("/dev/kvm"), KVM_CREATE_VM(@vm_type), KVM_CREATE_VCPU(0): each
  * asserted. */
 void tc_kvm_open(int *kvm_fd, int *vm_fd, int *vcpu_fd, unsigned long vm_type);
+/* Close what tc_kvm_open() opened, the vCPU first. */
+void tc_kvm_close(int kvm_fd, int vm_fd, int vcpu_fd);
 /* KVM_SET_USER_MEMORY_REGION2 with the proposed KVM Userfault bitmap
  * (@bitmap may be NULL); 0 or -errno. */
 int tc_memslot2(int vm_fd, uint32_t slot, uint32_t flags, uint64_t gpa,

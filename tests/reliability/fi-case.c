@@ -61,9 +61,7 @@ env_close(struct env *e)
 		close(e->gmem_fd);
 	munmap(e->ram, PAGES * e->page);
 	munmap(e->ram2, PAGES * e->page);
-	close(e->vcpu_fd);
-	close(e->vm_fd);
-	close(e->kvm_fd);
+	tc_kvm_close(e->kvm_fd, e->vm_fd, e->vcpu_fd);
 }
 
 static void

@@ -73,9 +73,7 @@ teardown(void)
 	munmap(fx->ram, FX_PAGES * fx->page);
 	munmap(fx->ram2, FX_PAGES * fx->page);
 	close(fx->null_fd);
-	close(fx->vcpu_fd);
-	close(fx->vm_fd);
-	close(fx->kvm_fd);
+	tc_kvm_close(fx->kvm_fd, fx->vm_fd, fx->vcpu_fd);
 }
 
 void
