@@ -205,10 +205,7 @@ region_new(struct env *e, uint64_t flags, void *hva, uint64_t gpa)
 	int ret = memfault_region_new(e->vm, 1, gpa, PAGES * e->page, hva, &o,
 				      &r);
 
-	if (ret)
-		ck_assert_ptr_eq(r, SENTINEL);
-	else
-		e->region = r;
+	KEEP_NEW(ret, r, e->region);
 	return ret;
 }
 

@@ -39,6 +39,15 @@
 #define GMEM_GPA 0x30000000ull
 #define PAGES 8
 #define SENTINEL ((void *)0x5a5a5a5a5a5a5a5aull)
+/* A constructor's output: untouched (still SENTINEL) when it failed with
+ * @r, else kept in @slot for the case's undo() and env_close(). */
+#define KEEP_NEW(r, out, slot)                                                 \
+	do {                                                                   \
+		if (r)                                                         \
+			ck_assert_ptr_eq((out), SENTINEL);                     \
+		else                                                           \
+			(slot) = (out);                                        \
+	} while (0)
 #define DEFAULT_PROBE_GPA ((64ull << 30) - (2ull << 20))
 
 struct env {

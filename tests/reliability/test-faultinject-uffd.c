@@ -52,10 +52,7 @@ op_uffd_new(struct env *e)
 	struct memfault_uffd *u = SENTINEL;
 	int r = memfault_uffd_new(e->vm, NULL, &u);
 
-	if (r)
-		ck_assert_ptr_eq(u, SENTINEL);
-	else
-		e->uffd = u;
+	KEEP_NEW(r, u, e->uffd);
 	return r;
 }
 
@@ -66,10 +63,7 @@ op_uffd_new_thread(struct env *e)
 	struct memfault_uffd *u = SENTINEL;
 	int r = memfault_uffd_new(e->vm, &o, &u);
 
-	if (r)
-		ck_assert_ptr_eq(u, SENTINEL);
-	else
-		e->uffd = u;
+	KEEP_NEW(r, u, e->uffd);
 	return r;
 }
 

@@ -62,10 +62,7 @@ op_vm_new(struct env *e)
 	struct memfault_vm *vm = SENTINEL;
 	int r = memfault_vm_new(e->vm_fd, &o, &vm);
 
-	if (r)
-		ck_assert_ptr_eq(vm, SENTINEL);
-	else
-		e->vm = vm;
+	KEEP_NEW(r, vm, e->vm);
 	return r;
 }
 
@@ -78,10 +75,7 @@ op_vm_new_opts(struct env *e)
 	struct memfault_vm *vm = SENTINEL;
 	int r = memfault_vm_new(e->vm_fd, &o, &vm);
 
-	if (r)
-		ck_assert_ptr_eq(vm, SENTINEL);
-	else
-		e->vm = vm;
+	KEEP_NEW(r, vm, e->vm);
 	return r;
 }
 
@@ -133,10 +127,7 @@ op_vcpu_new(struct env *e)
 	struct memfault_vcpu *v = SENTINEL;
 	int r = memfault_vcpu_new(e->vm, e->vcpu_fd, NULL, &v);
 
-	if (r)
-		ck_assert_ptr_eq(v, SENTINEL);
-	else
-		e->vcpu = v;
+	KEEP_NEW(r, v, e->vcpu);
 	return r;
 }
 
