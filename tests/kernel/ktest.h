@@ -48,6 +48,20 @@
 
 #include "kres.h"
 #include "test-common.h"
+#if defined(KT_SIM)
+#include <kvmsim.h>
+#endif
+
+/* Older libc headers lack these (uapi values). */
+#ifndef MADV_HWPOISON
+#define MADV_HWPOISON 100
+#endif
+#ifndef EHWPOISON
+#define EHWPOISON 133
+#endif
+
+/* guest_memfd the VMM can mmap(), its pages shared from the start. */
+#define GMEM_FLAGS (GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
 
 /*
  * The architecture of the guest and of the VMM code: the host's, or, in the

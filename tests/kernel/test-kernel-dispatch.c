@@ -35,18 +35,6 @@
 #include <unistd.h>
 
 #include "ktest.h"
-#if defined(KT_SIM)
-#include <kvmsim.h>
-#endif
-
-#ifndef MADV_HWPOISON
-#define MADV_HWPOISON 100
-#endif
-#ifndef EHWPOISON
-#define EHWPOISON 133
-#endif
-
-#define GMEM_FLAGS (GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
 /* What the VMM writes into a region after registering it. */
 #define LATE_PATTERN 0x3c
 /* The contents of the memory that replaces a failed guest_memfd. */

@@ -27,18 +27,6 @@
 #include <unistd.h>
 
 #include "ktest.h"
-#if defined(KT_SIM)
-#include <kvmsim.h>
-#endif
-
-#ifndef MADV_HWPOISON
-#define MADV_HWPOISON 100
-#endif
-#ifndef EHWPOISON
-#define EHWPOISON 133
-#endif
-
-#define GMEM_FLAGS (GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
 
 static void
 expect_gmem(struct kt_vm *v)
