@@ -16,6 +16,15 @@
  *   kick_between_pages               a kick during the first page's
  *                                    page_in ends the fault before the
  *                                    second
+ * The default conversion of a private/shared mismatch is bounded the same
+ * way (x86, KVM_X86_SW_PROTECTED_VM; ioctl() also answers
+ * KVM_SET_MEMORY_ATTRIBUTES as told):
+ *   conversion_of_one_page           one call, one page
+ *   conversion_of_512_pages          the bound itself is converted
+ *   conversion_range_is_bounded      513 pages: nothing converted, the VMM
+ *   conversion_eagain_is_bounded     EAGAIN forever: 1 + 64 calls, -EAGAIN
+ *   conversion_eintr_is_retried      EINTR 3 times, then converted
+ *   kick_ends_conversion_retries     EINTR with a kick: INTERRUPTED at once
  * On both arch models (the simulator's control calls are looked up with
  * dlsym(): the program does not link it). Exit 77 without the preload.
  */
@@ -26,6 +35,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -56,7 +66,29 @@ static struct {
 	int64_t gpa_delta; /* added to the reported gpa */
 	uint64_t size;     /* reported size instead of the kernel's, if set */
 	unsigned long rewrites;
+	/* KVM_SET_MEMORY_ATTRIBUTES: calls seen, the last size asked for, and
+	 * how many to fail (UINT_MAX: all) with attr_errno, kicking
+	 * kick_vcpu from the first failure if set */
+	unsigned attr_calls, attr_fail;
+	uint64_t attr_size;
+	int attr_errno;
+	struct memfault_vcpu *kick_vcpu;
 } hostile = { .vcpu_fd = -1 };
+
+static int
+hostile_attributes(const struct kvm_memory_attributes *a)
+{
+	hostile.attr_calls++;
+	hostile.attr_size = a->size;
+	if (!hostile.attr_fail)
+		return 0;
+	if (hostile.attr_fail != UINT_MAX)
+		hostile.attr_fail--;
+	if (hostile.kick_vcpu && hostile.attr_calls == 1)
+		ck_assert_int_eq(memfault_vcpu_kick(hostile.kick_vcpu), 0);
+	errno = hostile.attr_errno;
+	return -1;
+}
 
 __attribute__((visibility("default"))) int
 ioctl(int fd, unsigned long request, ...)
@@ -71,6 +103,11 @@ ioctl(int fd, unsigned long request, ...)
 	va_end(ap);
 	if (!next)
 		next = (ioctl_fn)dlsym(RTLD_NEXT, "ioctl");
+	if (request == KVM_SET_MEMORY_ATTRIBUTES && hostile.run) {
+		r = hostile_attributes(arg);
+		if (r)
+			return r;
+	}
 	r = next(fd, request, arg);
 	err = errno;
 	if (request == KVM_RUN && fd == hostile.vcpu_fd && hostile.run &&
@@ -119,24 +156,31 @@ page_in(void *user, struct memfault_vcpu *vcpu, struct memfault_region *r,
 	return MEMFAULT_RESOLVED;
 }
 
+/* @vm_type 0: KVM Userfault (7.2-uf), every page of the region missing;
+ * KVMSIM_X86_SW_PROTECTED_VM: x86 7.2 with private memory, a plain region. */
 static void
-env_open(struct env *e, uint32_t arch)
+env_open_type(struct env *e, uint32_t arch, unsigned long vm_type)
 {
 	struct kvmsim_config cfg = { arch, KVMSIM_LEVEL_7_2_UF, 0 };
 	MEMFAULT_OPTS(memfault_vm_opts, vo, .arch = arch);
 	MEMFAULT_OPTS(memfault_region_opts, ro,
-		      .flags = MEMFAULT_REGION_USERFAULT |
-			       MEMFAULT_REGION_MISSING);
+		      .flags = vm_type ? 0 :
+					 MEMFAULT_REGION_USERFAULT |
+						 MEMFAULT_REGION_MISSING);
 	MEMFAULT_OPTS(memfault_handlers, h, .user = e, .page_in = page_in,
 		      .max_repeats = 3);
 
 	memset(e, 0, sizeof(*e));
+	if (vm_type)
+		cfg.level = KVMSIM_LEVEL_7_2;
 	cfg.quirks = sim_default_quirks(arch, cfg.level);
+	if (vm_type)
+		cfg.quirks |= KVMSIM_Q_SW_PROTECTED_VM;
 	ck_assert_int_eq(sim_reset(&cfg), 0);
 	e->page = (uint64_t)sysconf(_SC_PAGESIZE);
 	e->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	ck_assert_int_ge(e->kvm_fd, 0);
-	e->vm_fd = ioctl(e->kvm_fd, KVM_CREATE_VM, 0);
+	e->vm_fd = ioctl(e->kvm_fd, KVM_CREATE_VM, vm_type);
 	ck_assert_int_ge(e->vm_fd, 0);
 	e->vcpu_fd = ioctl(e->vm_fd, KVM_CREATE_VCPU, 0);
 	ck_assert_int_ge(e->vcpu_fd, 0);
@@ -154,6 +198,12 @@ env_open(struct env *e, uint32_t arch)
 	memset(&hostile, 0, sizeof(hostile));
 	hostile.vcpu_fd = e->vcpu_fd;
 	hostile.run = e->run;
+}
+
+static void
+env_open(struct env *e, uint32_t arch)
+{
+	env_open_type(e, arch, 0);
 }
 
 static void
@@ -299,6 +349,136 @@ START_TEST(kick_between_pages)
 }
 END_TEST
 
+/* ---- the default conversion (x86 SW_PROTECTED: a private load from a
+ * shared page is a conversion request) ---- */
+
+/* A private load from page 0, the kernel's report resized to @pages pages
+ * (0: as the kernel reported it, one page). */
+static void
+convert_open(struct env *e, uint64_t pages)
+{
+	char s[64];
+
+	env_open_type(e, KVMSIM_X86_64, KVMSIM_X86_SW_PROTECTED_VM);
+	snprintf(s, sizeof(s), "load:%#llx:1:private",
+		 (unsigned long long)RAM_GPA);
+	ck_assert_int_eq(sim_set_script_text(e->vcpu_fd, s), 0);
+	hostile.size = pages * e->page;
+}
+
+static void
+check_conversions(struct env *e, uint64_t conversions)
+{
+	struct memfault_vcpu_stats st;
+
+	ck_assert_int_eq(memfault_vcpu_get_stats(e->vcpu, &st, sizeof(st)), 0);
+	ck_assert_uint_eq(st.conversions, conversions);
+}
+
+/* Converted once; in a SW_PROTECTED VM the same fault then comes back (no
+ * guest_memfd behind the slot), and goes to the VMM. */
+START_TEST(conversion_of_one_page)
+{
+	struct env e;
+
+	convert_open(&e, 0);
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu),
+			 MEMFAULT_RUN_MEMORY_FAULT);
+	ck_assert_uint_eq(hostile.attr_calls, 1);
+	ck_assert_uint_eq(hostile.attr_size, e.page);
+	check_conversions(&e, 1);
+	env_close(&e);
+}
+END_TEST
+
+START_TEST(conversion_of_512_pages)
+{
+	struct env e;
+
+	convert_open(&e, MAX_FAULT_PAGES);
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu),
+			 MEMFAULT_RUN_MEMORY_FAULT);
+	ck_assert_uint_ge(hostile.attr_calls, 1);
+	ck_assert_uint_eq(hostile.attr_size, MAX_FAULT_PAGES * e.page);
+	check_conversions(&e, 1);
+	env_close(&e);
+}
+END_TEST
+
+/* One page more than the bound: no attribute changes at all, and the VMM
+ * gets the fault as reported. */
+START_TEST(conversion_range_is_bounded)
+{
+	struct memfault_fault f;
+	struct env e;
+
+	convert_open(&e, MAX_FAULT_PAGES + 1);
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu),
+			 MEMFAULT_RUN_MEMORY_FAULT);
+	ck_assert_uint_eq(hostile.attr_calls, 0);
+	check_conversions(&e, 0);
+	ck_assert_int_eq(memfault_vcpu_get_fault(e.vcpu, &f, sizeof(f)), 0);
+	ck_assert_uint_eq(f.size, (MAX_FAULT_PAGES + 1) * e.page);
+	ck_assert(f.flags & MEMFAULT_FAULT_PRIVATE);
+	env_close(&e);
+}
+END_TEST
+
+/* An ioctl that always says "again": 64 retries, then its errno. */
+START_TEST(conversion_eagain_is_bounded)
+{
+	struct env e;
+
+	convert_open(&e, 0);
+	hostile.attr_fail = UINT_MAX;
+	hostile.attr_errno = EAGAIN;
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu), -EAGAIN);
+	ck_assert_uint_eq(hostile.attr_calls, 1 + 64);
+	check_conversions(&e, 0);
+	env_close(&e);
+}
+END_TEST
+
+START_TEST(conversion_eintr_is_retried)
+{
+	struct env e;
+
+	convert_open(&e, 0);
+	hostile.attr_fail = 3;
+	hostile.attr_errno = EINTR;
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu),
+			 MEMFAULT_RUN_MEMORY_FAULT);
+	ck_assert_uint_ge(hostile.attr_calls, 4);
+	check_conversions(&e, 1);
+	env_close(&e);
+}
+END_TEST
+
+/* EINTR from a kick: the conversion ends there (the fault comes back on
+ * the next run), the kick is consumed. */
+START_TEST(kick_ends_conversion_retries)
+{
+	struct env e;
+
+	convert_open(&e, 0);
+	hostile.attr_fail = UINT_MAX;
+	hostile.attr_errno = EINTR;
+	hostile.kick_vcpu = e.vcpu;
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu),
+			 MEMFAULT_RUN_INTERRUPTED);
+	ck_assert_uint_eq(hostile.attr_calls, 1);
+	ck_assert_uint_eq(e.run->immediate_exit, 0);
+	check_conversions(&e, 0);
+	/* without the failures the next run converts */
+	hostile.attr_fail = 0;
+	hostile.kick_vcpu = NULL;
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu),
+			 MEMFAULT_RUN_MEMORY_FAULT);
+	check_conversions(&e, 1);
+	env_close(&e);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -319,6 +499,12 @@ main(void)
 	tcase_add_loop_test(tc, huge_range_is_bounded, 0, 2);
 	tcase_add_loop_test(tc, range_leaving_the_region, 0, 2);
 	tcase_add_loop_test(tc, kick_between_pages, 0, 2);
+	tcase_add_test(tc, conversion_of_one_page);
+	tcase_add_test(tc, conversion_of_512_pages);
+	tcase_add_test(tc, conversion_range_is_bounded);
+	tcase_add_test(tc, conversion_eagain_is_bounded);
+	tcase_add_test(tc, conversion_eintr_is_retried);
+	tcase_add_test(tc, kick_ends_conversion_retries);
 	suite_add_tcase(s, tc);
 	return tc_run(s);
 }
