@@ -143,36 +143,34 @@ valgrind_job() {
 	#                      through a system call under valgrind (e.g.
 	#                      write() of the page to a pipe), where the kernel
 	#                      takes the fault and valgrind has let go.
-	#   kvmsim (hwpoison)  the simulator sends itself SIGBUS BUS_MCEERR_AR
+	#   kvmsim-memfaults   the simulator sends itself SIGBUS BUS_MCEERR_AR
 	#                      (rt_tgsigqueueinfo, as the kernel's
 	#                      send_sig_mceerr()); valgrind takes a positive
 	#                      si_code for a fault of its own: "VALGRIND
 	#                      INTERNAL ERROR: received a signal 7 (SIGBUS)".
-	#                      The test's other cases run under valgrind, one
-	#                      check test case (CK_RUN_CASE) at a time, fds
-	#                      listed but not failed: that test leaves its
+	#                      The other kvmsim-* tests run under valgrind with
+	#                      fds listed but not failed: they leave their
 	#                      simulated fds to each forked test's exit (the
 	#                      fd rule is for the library's tests).
-	local tests=() cases=() rc=0
+	local tests=() sims=() rc=0
 	mapfile -t tests < <(meson test -C "$d" --no-rebuild --list --suite library \
 		2>/dev/null | sed -n 's|^[^ ]* / ||p' |
-		grep -vxE 'kvmsim|kernel-diff-sim-.*' | grep -v uffd)
-	mapfile -t cases < <(sed -n 's/.*tcase_create("\([^"]*\)").*/\1/p' \
-		"$root/tests/sim/test-kvmsim.c" | grep -vx 'memory-faults')
+		grep -vxE 'kvmsim-(caps|memslots|guest|memfaults|userfault|control)|kernel-diff-sim-.*' |
+		grep -v uffd)
+	mapfile -t sims < <(meson test -C "$d" --no-rebuild --list --suite library \
+		2>/dev/null | sed -n 's|^[^ ]* / ||p' |
+		grep -xE 'kvmsim-(caps|memslots|guest|userfault|control)')
 	echo "valgrind: ${#tests[@]} tests of suite 'library'," \
-		"and kvmsim's ${#cases[@]} test cases but memory-faults"
+		"and ${#sims[@]} kvmsim tests (fds not failed) but kvmsim-memfaults"
 	meson test -C "$d" --no-rebuild --setup=valgrind --print-errorlogs \
 		--num-processes 2 "${tests[@]}" || rc=$?
 	mv "$d/meson-logs/testlog-valgrind.json" "$d/valgrind-library.json" ||
 		true
 	rm -f "$d/valgrind-kvmsim.json"
-	for c in "${cases[@]}"; do
-		CK_RUN_CASE=$c MEMFAULT_VALGRIND_FDS=0 \
-			meson test -C "$d" --no-rebuild --setup=valgrind \
-			--print-errorlogs kvmsim || rc=$?
-		cat "$d/meson-logs/testlog-valgrind.json" \
-			>>"$d/valgrind-kvmsim.json" || true
-	done
+	MEMFAULT_VALGRIND_FDS=0 meson test -C "$d" --no-rebuild --setup=valgrind \
+		--print-errorlogs --num-processes 2 "${sims[@]}" || rc=$?
+	mv "$d/meson-logs/testlog-valgrind.json" "$d/valgrind-kvmsim.json" ||
+		true
 	cat "$d/valgrind-library.json" "$d/valgrind-kvmsim.json" \
 		>"$d/meson-logs/testlog-valgrind.json" 2>/dev/null || true
 	rm -f "$d/valgrind-library.json" "$d/valgrind-kvmsim.json"

@@ -384,7 +384,7 @@ sed -e "s/@MAJOR@/$v_major/" -e "s/@MINOR@/$v_minor/" -e "s/@MICRO@/$v_micro/" \
 	"$SRC/include/memfault/memfault-version.h.in" > "$WORK/include/memfault/memfault-version.h"
 
 CFLAGS=(-std=c11 -O2 -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -fvisibility=hidden
-	-I"$SRC/include" -I"$WORK/include" -I"$SRC/lib"
+	-I"$SRC/include" -I"$WORK/include" -I"$SRC/lib" -I"$SRC/tests/common"
 	-isystem "$SRC/lib/uapi" -isystem "$SRC/lib/uapi/$UAPI_ARCH" "${CHECK_INC[@]}")
 OBJ=$WORK/obj
 BIN=$WORK/ktests
@@ -425,7 +425,8 @@ if [ "$ARCH" = arm64 ]; then
 fi
 objs=()
 lib_objs=()
-for c in "$SRC"/lib/*.c "$SRC/tests/kernel/ktest.c" "$SRC/tests/kernel/kres.c"; do
+for c in "$SRC"/lib/*.c "$SRC/tests/kernel/ktest.c" "$SRC/tests/kernel/kres.c" \
+	"$SRC/tests/common/test-common.c"; do
 	o=$OBJ/$(basename "$(dirname "$c")")-$(basename "$c" .c).o
 	"$CC" "${CFLAGS[@]}" -c "$c" -o "$o" &
 	objs+=("$o")
@@ -434,6 +435,7 @@ done
 if [ ${#TSAN_CFLAGS[@]} -gt 0 ]; then
 	# libmemfault and the simulator (tests/sim/meson.build: kvmsim_sources)
 	for c in "$SRC"/lib/*.c "$SRC"/tests/sim/kvmsim.c "$SRC"/tests/sim/kvmsim-*.c \
+		"$SRC"/tests/common/test-common.c "$SRC"/tests/common/sim-env.c \
 		"$SRC/tests/kernel/test-bitmap-tsan.c"; do
 		case $c in */kvmsim-probe.c) continue ;; esac
 		o=$OBJ/tsan/$(basename "$(dirname "$c")")-$(basename "$c" .c).o
@@ -470,8 +472,9 @@ EXAMPLES=$WORK/examples
 rm -rf "$EXAMPLES"
 mkdir -p "$EXAMPLES"
 if [ -e "$SRC/examples/postcopy.c" ]; then
-	"$CC" "${CFLAGS[@]}" -static -pthread -o "$EXAMPLES/postcopy" "$SRC/examples/postcopy.c" \
-		"${lib_objs[@]}" -ldl 2> "$WORK/postcopy-link.log" &
+	"$CC" "${CFLAGS[@]}" -static -pthread -o "$EXAMPLES/postcopy" \
+		"$SRC"/examples/{postcopy,postcopy-pages,postcopy-source,example-vm}.c \
+		"${lib_objs[@]}" 2> "$WORK/postcopy-link.log" &
 fi
 wait_all || {
 	log "linking the static test binaries (or test-bitmap-tsan, or examples/postcopy) failed"
