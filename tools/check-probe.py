@@ -83,7 +83,8 @@ CASES = {
                               'MEMORY_FAULT_EXITS', 'GUEST_MEMFD',
                               'GUEST_MEMFD_FLAGS'],
                     attributes=0, gmem_flags=3),
-            # x86_64-swprot README: PRIVATE, and MMAP only (no INIT_SHARED)
+            # a SW_PROTECTED VM: attribute PRIVATE, guest_memfd flag MMAP only
+            # (no INIT_SHARED), as the swprot kernel answers
             1: dict(caps=dict(MEMORY_ATTRIBUTES=8, GUEST_MEMFD_FLAGS=1),
                     features=['USER_MEMORY2', 'MEMORY_FAULT_INFO',
                               'MEMORY_FAULT_EXITS', 'MEMORY_ATTRIBUTES',

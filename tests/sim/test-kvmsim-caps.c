@@ -18,7 +18,7 @@ struct cap_row {
 };
 
 /*
- * [NK] "Capabilities" (7.2 values, /dev/kvm = VM fd except where noted);
+ * [NK] the capability values (7.2; /dev/kvm = VM fd except where noted);
  * [RS] for what arrived in 6.8 (USER_MEMORY2, MEMORY_FAULT_INFO,
  * MEMORY_ATTRIBUTES, GUEST_MEMFD, VM_TYPES) and 6.18 (GUEST_MEMFD_FLAGS,
  * arm64 guest_memfd); PRE_FAULT_MEMORY is 6.10.

@@ -66,8 +66,9 @@ START_TEST(features_per_model)
 }
 END_TEST
 
-/* x86 SW_PROTECTED VM: an implicit conversion request (swprot rows of
- * shared/kernel/x86_64-swprot/README.md), resolved by the VMM. */
+/* x86 SW_PROTECTED VM: an implicit conversion request (exit 39 with
+ * PRIVATE, -EFAULT, as the swprot kernel gives it in
+ * tests/kernel/test-kernel-swprot.c), resolved by the VMM. */
 START_TEST(private_conversion_x86)
 {
 	const uint32_t level = _i ? KVMSIM_LEVEL_7_2_UF : KVMSIM_LEVEL_7_2;
