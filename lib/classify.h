@@ -12,9 +12,6 @@
 /* The largest errno a system call returns (MAX_ERRNO, include/linux/err.h). */
 #define MEMFAULT_MAX_ERRNO 4095
 
-/* Classify a failed KVM_RUN (ret == -1, @err = errno in 1..4095). */
-int memfault_classify_error(const struct kvm_run *run, int err,
-			    struct memfault_fault *fault);
 /* Everything but an ordinary exit: a memory fault with ret 0, a failure,
  * or a result that is not one (-EPROTO). */
 int memfault_classify_slow(const struct kvm_run *run, int ret, int err,
@@ -60,8 +57,5 @@ memfault_prepare_entry(struct kvm_run *run, bool reset_memory_fault)
 		run->exit_reason = KVM_EXIT_UNKNOWN;
 }
 
-/* Decode the memory fault of @run (and @err) into @fault. */
-void memfault_decode_fault(const struct kvm_run *run, int err,
-			   struct memfault_fault *fault);
 
 #endif /* MEMFAULT_CLASSIFY_H */

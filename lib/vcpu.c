@@ -260,7 +260,7 @@ publish_tid(struct memfault_vcpu *vcpu)
 	memfault_smp_mb();
 }
 
-MEMFAULT_EXPORT int
+MEMFAULT_EXPORT MEMFAULT_HOT int
 memfault_vcpu_run(struct memfault_vcpu *vcpu)
 {
 	struct kvm_run *run;
@@ -337,7 +337,7 @@ memfault_vcpu_kick(struct memfault_vcpu *vcpu)
 	return r;
 }
 
-MEMFAULT_EXPORT int
+MEMFAULT_EXPORT MEMFAULT_HOT int
 memfault_vcpu_get_fault(const struct memfault_vcpu *vcpu,
 			struct memfault_fault *ret_fault, size_t size)
 {
@@ -345,6 +345,12 @@ memfault_vcpu_get_fault(const struct memfault_vcpu *vcpu,
 		return -EINVAL;
 	if (!vcpu->fault_valid)
 		return -ENODATA;
-	memfault_copy_out(ret_fault, size, &vcpu->fault, sizeof(vcpu->fault));
+	/* the common case without a call: a plain struct copy, not memcpy()
+	 * in another library's code page */
+	if (size == sizeof(vcpu->fault))
+		*ret_fault = vcpu->fault;
+	else
+		memfault_copy_out(ret_fault, size, &vcpu->fault,
+				  sizeof(vcpu->fault));
 	return 0;
 }
