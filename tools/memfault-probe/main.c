@@ -6,15 +6,15 @@
  * main() reads the command line, then runs the three parts in turn:
  * probe.c finds out (the only part that talks to /dev/kvm and the system),
  * report.c decides (what libmemfault will use, and the verdict), output.c
- * prints (text, or JSON with --json, through json.c). probe.h holds the
- * report they share. The exit status is documented in usage() and in
+ * prints (text, or JSON with --json, through json.c). memfault-probe.h
+ * holds the report they share. The exit status is documented in usage() and in
  * memfault-probe(1).
  */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "probe.h"
+#include "memfault-probe.h"
 
 static void
 usage(FILE *out, const char *argv0)

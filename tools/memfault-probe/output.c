@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 
 #include "json.h"
-#include "probe.h"
+#include "memfault-probe.h"
 
 /* "crw-rw----" */
 static void

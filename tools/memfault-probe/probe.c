@@ -27,7 +27,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "probe.h"
+#include "memfault-probe.h"
 
 /* The userfaultfd API group of libmemfault, where this header has it. */
 #ifdef MEMFAULT_UFFD_LATENCY_BUCKETS

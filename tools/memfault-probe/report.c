@@ -15,7 +15,7 @@
 #include <stdarg.h>
 #include <string.h>
 
-#include "probe.h"
+#include "memfault-probe.h"
 
 /* ---- Names -------------------------------------------------------------- */
 
