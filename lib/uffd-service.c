@@ -228,6 +228,14 @@ uffd_serve(struct memfault_uffd *u, uint32_t max)
 			handle_msg(u, &msgs[i], t0);
 		pthread_rwlock_unlock(&u->lock);
 		done += (uint32_t)n;
+		/* A short read drained the queue: userfaultfd_read() hands
+		 * out messages until none is pending. Another read() would
+		 * only say EAGAIN: one more system call per wake-up, which a
+		 * single faulting thread waits for on every fault. What
+		 * arrives later makes the fd readable again, and poll() (the
+		 * service thread's, or the VMM's) says so. */
+		if ((size_t)n < want)
+			break;
 	}
 	return (int)done;
 }
