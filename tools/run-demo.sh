@@ -119,7 +119,11 @@ run_demo() {
 	echo
 	say "== $label"
 	if [ -n "$preload" ]; then
-		LD_PRELOAD=$preload "$demo" "$@" || rc=$?
+		# the simulator runs no machine code: the guest's steps, as
+		# minimal-vmm.c writes them beside its instructions ("$2" is
+		# the architecture after --arch)
+		KVMSIM_ARCH=$2 KVMSIM_SCRIPT=$(cat "examples/minimal-vmm.$2.kvmsim") \
+			LD_PRELOAD=$preload "$demo" "$@" || rc=$?
 	else
 		"$demo" "$@" || rc=$?
 	fi
