@@ -213,7 +213,18 @@ vcpu_thread(void *arg)
 					 __ATOMIC_RELEASE);
 			continue;
 		}
-		/* every kick that took its number by now is answered */
+		/* every kick that took its number by now is answered. The
+		 * full fence orders the library's relaxed clear of
+		 * immediate_exit (in the return) before this load of
+		 * `issued`; it pairs with the kicker's fetch_add on `issued`,
+		 * a full barrier before its immediate_exit store. Without it
+		 * (x86 lets a load pass an earlier store), a kick could take
+		 * its number and store 1 before the clear landed, so that
+		 * this return consumed it, and still not be counted as
+		 * answered here: the strict check below then saw a "lost"
+		 * kick that was merged into this return (seen once in 2488
+		 * strict checks under the signal storm). */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		i = issued_kicks(ks);
 		if (i > a) {
 			uint64_t t = tc_now_ns(), rd = run_delay_of(ks->vcpu_tid);
