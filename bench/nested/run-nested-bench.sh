@@ -4,26 +4,34 @@
 # run-nested-bench.sh ARCH [OUT] - bench/kvm-run-bench.c on the pinned Debian
 # 7.2.13 kernel, under QEMU TCG with nested KVM: the same initramfs mechanism
 # as tests/kernel/run-nested.sh (static binary + busybox + /init), with one
-# static program, `kvm-run-bench time`, instead of the kernel suite.
+# static program, `kvm-run-bench time`, instead of the kernel suite. The
+# stock kernel runs the io/mmio and fault exits; then, in a second boot, the
+# KVM Userfault kernel of the arch (userfault-7.2.13: 7.2.13 with the KVM
+# Userfault series, KVM built in) runs the `uf` kind, the library's userfault
+# round trip against a raw one. Without that kernel its line is a skip with
+# the reason.
 #
 #   bench/nested/run-nested-bench.sh x86_64
 #   bench/nested/run-nested-bench.sh arm64 results.jsonl
 #
-# Prints (and appends to OUT) the benchmark's JSON lines, each with "nested"
-# and "arch" added. Wall-clock ratios only: the guest runs under TCG, so the
+# Prints (and appends to OUT) the benchmark's JSON lines, each with "nested",
+# "arch" and "kernel_dir" (debian-7.2.13 or userfault-7.2.13) added. Wall-clock ratios only: the guest runs under TCG, so the
 # absolute times say nothing about hardware; the interleaved median ratio
 # of the library loop to the raw loop still shows what the library adds per
 # exit on that kernel.
 #
 # Only the pinned kernels are used (MEMFAULT_KERNEL_DIR, or ../shared/kernel
 # beside the repository): nothing is downloaded. Exit status: 0 ran; 1 the
-# guest printed no result; 77 cannot run here (no kernel, QEMU, compiler or
-# static busybox).
+# guest printed no result or a loop saw other exits than expected ("error"
+# lines); 77 cannot run here (no kernel, QEMU, compiler or
+# static busybox; the stock kernel only: a missing KVM Userfault kernel is
+# a skip line, not an exit status).
 #
 # Environment: MEMFAULT_KERNEL_DIR, MEMFAULT_NESTED_BENCH_WORK (scratch,
 # default ${TMPDIR:-/tmp}/memfault-nested-bench), MEMFAULT_NESTED_TIMEOUT
 # (seconds per boot, default 300), KVM_BENCH_ARGS (default "50 201": BLOCK
-# and TRIALS of `kvm-run-bench time`).
+# and TRIALS of `kvm-run-bench time`), MEMFAULT_NESTED_BENCH_UF (0: leave
+# the KVM Userfault kernel out).
 set -euo pipefail
 
 ARCH=${1:-}
@@ -52,11 +60,19 @@ skip() {
 
 KD=${MEMFAULT_KERNEL_DIR:-/nonexistent}/debian-7.2.13/$ARCH
 if [ "$ARCH" = x86_64 ]; then
-	QEMU=qemu-system-x86_64 CC=${CC_X86_64:-gcc} UAPI_ARCH=asm-x86
+	QEMU=qemu-system-x86_64 CC=${CC_X86_64:-gcc} UAPI_ARCH=asm-x86 ORDINARY=io
 	if [ ! -r "$KD/vmlinuz" ] || [ ! -d "$KD/modules" ]; then skip "no pinned kernel in $KD"; fi
+	UF_KERNEL=${MEMFAULT_KERNEL_DIR:-/nonexistent}/userfault-7.2.13/$ARCH/bzImage
 else
-	QEMU=qemu-system-aarch64 CC=${CC_ARM64:-aarch64-linux-gnu-gcc} UAPI_ARCH=asm-arm64
+	QEMU=qemu-system-aarch64 CC=${CC_ARM64:-aarch64-linux-gnu-gcc} UAPI_ARCH=asm-arm64 ORDINARY=mmio
 	if [ ! -r "$KD/Image.xz" ] || [ ! -r "$KD/busybox.xz" ]; then skip "no pinned kernel in $KD"; fi
+	UF_KERNEL=${MEMFAULT_KERNEL_DIR:-/nonexistent}/userfault-7.2.13/$ARCH/Image
+fi
+UF_SKIP=
+if [ "${MEMFAULT_NESTED_BENCH_UF:-1}" = 0 ]; then
+	UF_SKIP="MEMFAULT_NESTED_BENCH_UF=0"
+elif [ ! -r "$UF_KERNEL" ]; then
+	UF_SKIP="no KVM Userfault kernel: $UF_KERNEL not found"
 fi
 for tool in "$QEMU" "$CC" cpio gzip xz timeout; do
 	command -v "$tool" > /dev/null || skip "$tool not found"
@@ -112,11 +128,16 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 dmesg -n 3
-for m in irqbypass kvm kvm-amd; do
-	[ -e /lib/modules/\$m.ko ] && insmod /lib/modules/\$m.ko
-done
+# the KVM Userfault kernel has KVM built in (and no modules)
+if [ ! -e /dev/kvm ]; then
+	for m in irqbypass kvm kvm-amd; do
+		[ -e /lib/modules/\$m.ko ] && insmod /lib/modules/\$m.ko
+	done
+fi
+# kbench.kinds=KIND,... on the kernel command line: the exits to time
+kinds=\$(sed -n 's/.*kbench\.kinds=\([^ ]*\).*/\1/p' /proc/cmdline)
 echo "KBENCH-uname: \$(uname -r) \$(uname -m)"
-/kvm-run-bench time $BENCH_ARGS | sed 's/^/KBENCH: /'
+/kvm-run-bench time $BENCH_ARGS "\$kinds" | sed 's/^/KBENCH: /'
 echo "KBENCH-done"
 reboot -f
 EOF
@@ -124,31 +145,57 @@ chmod +x "$ROOT/init"
 (cd "$ROOT" && find . | cpio -o -H newc --quiet | gzip -1 > "$WORK/initrd.gz")
 
 # ---- boot ----
-if [ "$ARCH" = x86_64 ]; then
-	# TCG "max": AuthenticAMD with svm and npt, so the L1 kernel has kvm_amd
-	QCMD=("$QEMU" -accel tcg -cpu max -m 1G -smp 1)
-	append="console=ttyS0"
-else
-	# pauth-impdef: QEMU's default QARMA5 emulation doubles boot time
-	machine=virt,virtualization=on,gic-version=3 cpu=max,pauth-impdef=on
-	QCMD=("$QEMU" -accel tcg -M "$machine" -cpu "$cpu" -m 1G -smp 2)
-	append="console=ttyAMA0"
-fi
-QCMD+=(-nographic -no-reboot -nic none -kernel "$KERNEL" -initrd "$WORK/initrd.gz"
-	-append "$append panic=-1 quiet")
-log "boot: ${QCMD[*]}"
-t0=$SECONDS
-timeout "$TIMEOUT" "${QCMD[@]}" < /dev/null 2>&1 | tr -d '\r' > "$WORK/console.log" || true
-log "guest finished in $((SECONDS - t0)) s (console: $WORK/console.log)"
+# emit LINE: print it (and append it to OUT)
+emit() {
+	echo "$1"
+	if [ -n "$OUT" ]; then echo "$1" >> "$OUT"; fi
+}
+# bench NAME KERNEL KINDS: boot KERNEL, time KINDS, print the JSON lines
+# with NAME as kernel_dir; 1 if the guest printed none. One boot after
+# the other: two at once would share the host's cores and each other's
+# timings.
+bench() {
+	local name=$1 kernel=$2 kinds=$3 append lines l t0 log=$WORK/console-$1.log
+	if [ "$ARCH" = x86_64 ]; then
+		# TCG "max": AuthenticAMD with svm and npt, so the L1 kernel has kvm_amd
+		QCMD=("$QEMU" -accel tcg -cpu max -m 1G -smp 1)
+		append="console=ttyS0"
+	else
+		# pauth-impdef: QEMU's default QARMA5 emulation doubles boot time
+		local machine=virt,virtualization=on,gic-version=3 cpu=max,pauth-impdef=on
+		QCMD=("$QEMU" -accel tcg -M "$machine" -cpu "$cpu" -m 1G -smp 2)
+		append="console=ttyAMA0"
+	fi
+	QCMD+=(-nographic -no-reboot -nic none -kernel "$kernel" -initrd "$WORK/initrd.gz"
+		-append "$append panic=-1 quiet kbench.kinds=$kinds")
+	log "boot $name: ${QCMD[*]}"
+	t0=$SECONDS
+	timeout "$TIMEOUT" "${QCMD[@]}" < /dev/null 2>&1 | tr -d '\r' > "$log" || true
+	log "guest finished in $((SECONDS - t0)) s (console: $log)"
 
-lines=$(sed -n 's/^.*KBENCH: \({.*}\)$/\1/p' "$WORK/console.log")
-if [ -z "$lines" ]; then
-	log "no result from the guest"
-	tail -20 "$WORK/console.log" >&2
-	exit 1
+	lines=$(sed -n 's/^.*KBENCH: \({.*}\)$/\1/p' "$log")
+	if [ -z "$lines" ]; then
+		log "no result from the $name guest"
+		tail -20 "$log" >&2
+		return 1
+	fi
+	while IFS= read -r l; do
+		emit "{\"nested\":true,\"arch\":\"$ARCH\",\"kernel_dir\":\"$name\",${l#\{}"
+	done <<< "$lines"
+	# a loop that did not see the exits it expected (kvm-run-bench's
+	# "error" lines; uf: an iteration without exactly one userfault exit)
+	if grep -q '"error"' <<< "$lines"; then
+		log "the $name guest reported an error"
+		return 1
+	fi
+}
+
+rc=0
+bench debian-7.2.13 "$KERNEL" "$ORDINARY,fault" || rc=1
+if [ -n "$UF_SKIP" ]; then
+	log "KVM Userfault round trip: SKIP ($UF_SKIP)"
+	emit "{\"nested\":true,\"arch\":\"$ARCH\",\"kernel_dir\":\"userfault-7.2.13\",\"benchmark\":\"kvm_run\",\"exit\":\"uf\",\"skip\":\"$UF_SKIP\"}"
+else
+	bench userfault-7.2.13 "$UF_KERNEL" uf || rc=1
 fi
-while IFS= read -r l; do
-	l="{\"nested\":true,\"arch\":\"$ARCH\",${l#\{}"
-	echo "$l"
-	if [ -n "$OUT" ]; then echo "$l" >> "$OUT"; fi
-done <<< "$lines"
+exit "$rc"
