@@ -277,7 +277,9 @@ def _kvm_figures(fig, section, js, where):
     """Real KVM: the host's /dev/kvm, or the nested 7.2 kernels."""
     cmd_t = "BUILDDIR/bench/kvm-run-bench time" if section == "host" else "bench/nested/run-nested-bench.sh ARCH"
     for j in js:
-        if j.get("benchmark") == "kvm_run" and "ratio" in j:
+        if j.get("benchmark") == "kvm_run" and j.get("exit") == "uf" and "ratio" in j:
+            _uf_figure(fig, section, j, where, cmd_t)
+        elif j.get("benchmark") == "kvm_run" and "ratio" in j:
             fig(section, "%s.%s.%s.time" % (section, j.get("arch", "host"), j["exit"]),
                 "memfault_vcpu_run(), %s exit, %s (%s)" % (j["exit"], where, j["kernel"]),
                 "raw ioctl(KVM_RUN) loop", j["raw_ns_per_exit"] / 1e3, j["lib_ns_per_exit"] / 1e3,
@@ -307,12 +309,32 @@ def _kvm_figures(fig, section, js, where):
                 cmd="strace -f -c BUILDDIR/bench/kvm-run-bench raw|lib %s 20000" % j["exit"])
 
 
+def _uf_figure(fig, section, j, where, cmd_t):
+    """kvm-run-bench's uf kind: a KVM Userfault round trip, library against a raw loop."""
+    label = ", ".join(x for x in (j.get("kernel_dir"), j.get("arch"), j.get("kernel")) if x)
+    fig(section, "%s.%s.uf.time" % (section, j.get("arch", "host")),
+        "KVM Userfault round trip, %s (%s)" % (where, label),
+        "raw KVM Userfault loop", j["raw_ns_per_exit"] / 1e3, j["lib_ns_per_exit"] / 1e3,
+        "us/fault", ">= %.2fx speed (time ratio <= %.4f)" % (TIME_GOAL, 1 / TIME_GOAL),
+        j["ratio"] <= 1 / TIME_GOAL, ratio=j["ratio"], ratio_note=ci_text(j), cmd=cmd_t,
+        method="KVM Userfault round trip: re-arm the page (bit, full fence, MADV_DONTNEED), KVM_RUN to "
+               "its USERFAULT exit, fill the page, clear the bit (store-release), KVM_RUN to the io/mmio "
+               "exit; library: memfault_region_mark_missing() + memfault_vcpu_run_dispatch() with a "
+               "page_in handler; same VM, region and page, exactly one userfault exit per iteration "
+               "checked on both sides; wall clock: medians of %d interleaved pairs of %d-iteration "
+               "blocks; ratio: median of the per-pair lib/raw ratios [95%% CI]" % (j["trials"], j["block"]),
+        ratio_p25=j["ratio_p25"], ratio_p75=j["ratio_p75"],
+        ratio_ci95=[j.get("ratio_ci95_lo"), j.get("ratio_ci95_hi")],
+        lib_userfaults=j.get("lib_userfaults"), lib_page_ins=j.get("lib_page_ins"))
+
+
 def _kvm(run):
-    """The host's /dev/kvm and the nested kernels; the host's skipped exits."""
+    """The host's /dev/kvm and the nested kernels; their skipped exits."""
     host = run.lines("host_kvm")
+    nested = run.lines("nested")
     _kvm_figures(run.fig, "host", host, "this host's /dev/kvm")
-    _kvm_figures(run.fig, "nested", run.lines("nested"), "nested")
-    return [j for j in host if "skip" in j]
+    _kvm_figures(run.fig, "nested", nested, "nested")
+    return [j for j in host if "skip" in j], [j for j in nested if "skip" in j]
 
 def _peers(run):
     """Peer: rust-vmm kvm-ioctls (simulator scenarios; the host's /dev/kvm)."""
@@ -421,7 +443,7 @@ def collect(out, machine, date, commit, elapsed, load_start, load_end):
     claim = _claim(run)
     uffd = _uffd(run)
     _region(run)
-    host_skips = _kvm(run)
+    host_skips, nested_skips = _kvm(run)
     scen_rows, peer_versions = _peers(run)
     steps = run.steps
     # the members up to uffd_p50_p99 are those of the first results files
@@ -436,6 +458,7 @@ def collect(out, machine, date, commit, elapsed, load_start, load_end):
                                                  "lib_service_p99_us") if k in j} for j in uffd],
             "skip_reasons": {s: run.skip_reason(s) for s in STEPS if status(steps, s) != "ran"},
             "host_skips": host_skips,
+            "nested_skips": nested_skips,
             "claim": claim,
             "uffd": uffd,
             "peer_versions": peer_versions}

@@ -243,6 +243,13 @@ def _section(w, results, sec, title, plotted, missed):
         for j in results["host_skips"]:
             w("*%s exit: not measured - %s.*" % (j.get("exit", "?"), j["skip"]))
         w("")
+    # results files before the KVM Userfault rows have no nested_skips
+    if sec == "nested" and results.get("nested_skips"):
+        for j in results["nested_skips"]:
+            what = "KVM Userfault round trip" if j.get("exit") == "uf" else "%s exit" % j.get("exit", "?")
+            w("*%s (%s): not measured - %s.*" % (
+                what, ", ".join(x for x in (j.get("kernel_dir"), j.get("arch")) if x), j["skip"]))
+        w("")
     fs = [f for f in results["figures"] if f["section"] == sec]
     if fs:
         _figures(w, fs, missed)
