@@ -69,7 +69,7 @@ take_kick(struct memfault_vcpu *vcpu)
 	return VERDICT_INTERRUPTED;
 }
 
-static int
+MEMFAULT_HOT static int
 page_in_one(struct memfault_vcpu *vcpu, struct memfault_region *region,
 	    uint64_t page, const struct memfault_fault *f)
 {
@@ -126,7 +126,7 @@ page_in_one(struct memfault_vcpu *vcpu, struct memfault_region *region,
  * or beyond the bound) is the VMM's: MEMFAULT_TO_VMM after the pages in
  * range were paged in.
  */
-static int
+MEMFAULT_HOT static int
 resolve_userfault(struct memfault_vcpu *vcpu, const struct memfault_fault *f)
 {
 	struct memfault_region *region;
@@ -254,7 +254,7 @@ is_conversion(const struct memfault_vm *vm, const struct memfault_fault *f)
  * whether an access is private, so a PRIVATE exit there means guest_memfd
  * could not serve it), and it goes to the "other" handler instead.
  */
-static int
+MEMFAULT_HOT static int
 dispatch_fault(struct memfault_vcpu *vcpu, const struct memfault_fault *f,
 	       bool converted, bool *ret_default_conversion)
 {
@@ -297,7 +297,7 @@ same_fault(const struct memfault_fault *a, const struct fault_key *b)
 	       a->kernel_flags == b->kernel_flags && a->error == b->error;
 }
 
-MEMFAULT_EXPORT int
+MEMFAULT_EXPORT MEMFAULT_HOT int
 memfault_vcpu_run_dispatch(struct memfault_vcpu *vcpu)
 {
 	struct fault_key last = { 0, 0, 0, 0 };

@@ -20,7 +20,9 @@
 #define MEMFAULT_EXPORT __attribute__((visibility("default")))
 /*
  * The code of one KVM_RUN round trip: memfault_vcpu_run(), the exit
- * classification and memfault_vcpu_get_fault(). GCC puts hot functions
+ * classification and memfault_vcpu_get_fault(), and of a resolved
+ * userfault: dispatch, claim, publish, and the re-arm of
+ * memfault_region_mark_missing(). GCC puts hot functions
  * side by side (.text.hot), so a fault exit touches one or two code pages
  * instead of one per file. That is what it costs where instruction
  * fetches are not cheap: measured under QEMU TCG with nested KVM (where

@@ -92,7 +92,7 @@ region_fill_words(unsigned long *bm, size_t w, size_t lw, unsigned long v,
 }
 
 /* Publish one page known to be in range (dispatch's fast path). */
-void
+MEMFAULT_HOT void
 memfault_region_publish_page(struct memfault_region *r, uint64_t page)
 {
 	size_t w = word_of(page);

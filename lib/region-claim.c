@@ -10,7 +10,7 @@
 
 
 /* Release the claims in @m of busy word @w and wake their waiters. */
-void
+MEMFAULT_HOT void
 region_release_busy(struct memfault_region *r, size_t w, unsigned long m)
 {
 	/* seq_cst: store-load against the waiter, which increments
@@ -120,7 +120,7 @@ out:
 	return r;
 }
 
-static int
+MEMFAULT_HOT static int
 claim_page(struct memfault_region *r, uint64_t page, uint32_t flags,
 	   struct memfault_vcpu *vcpu)
 {
@@ -172,14 +172,14 @@ claim_page(struct memfault_region *r, uint64_t page, uint32_t flags,
 }
 
 /* memfault_region_claim() without the argument checks, for dispatch. */
-int
+MEMFAULT_HOT int
 memfault_region_claim_page(struct memfault_region *r, uint64_t page,
 			   uint32_t flags)
 {
 	return claim_page(r, page, flags, NULL);
 }
 
-int
+MEMFAULT_HOT int
 memfault_region_claim_page_vcpu(struct memfault_region *r, uint64_t page,
 				struct memfault_vcpu *vcpu)
 {

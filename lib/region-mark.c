@@ -24,7 +24,7 @@
 #define MARK_WAIT_NS 50000000
 
 /* Drop the host mapping of anonymous or shared memory behind the hva. */
-static int
+MEMFAULT_HOT static int
 dontneed(void *addr, size_t len)
 {
 	int err;
@@ -56,7 +56,7 @@ dontneed(void *addr, size_t len)
  * other page of the slot is ever mapped without its exit. The caller
  * holds the claims of these pages.
  */
-static int
+MEMFAULT_HOT static int
 invalidate(struct memfault_region *r, struct memfault_trap *trap,
 	   uint64_t first, uint64_t count)
 {
@@ -82,7 +82,7 @@ invalidate(struct memfault_region *r, struct memfault_trap *trap,
 }
 
 /* The pages of @own (words @w0 ... @w0 + @nw - 1) that are set, in runs. */
-static int
+MEMFAULT_HOT static int
 invalidate_runs(struct memfault_region *r, struct memfault_trap *trap,
 		const unsigned long *own, size_t w0, size_t nw)
 {
@@ -188,7 +188,7 @@ mark_claim(struct memfault_region *r, size_t w, unsigned long m,
 
 /* One batch of memfault_region_mark_missing(), [first, end) in at most
  * MARK_BATCH_WORDS words. */
-static int
+MEMFAULT_HOT static int
 mark_batch(struct memfault_region *r, struct memfault_trap *trap,
 	   uint64_t first, uint64_t end, int64_t deadline)
 {
@@ -236,7 +236,7 @@ mark_batch(struct memfault_region *r, struct memfault_trap *trap,
 	return err ? err : busy ? -EBUSY : 0;
 }
 
-MEMFAULT_EXPORT int
+MEMFAULT_EXPORT MEMFAULT_HOT int
 memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 			     uint64_t count)
 {

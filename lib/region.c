@@ -236,7 +236,7 @@ memfault_region_free(struct memfault_region *r)
 	region_unmap(r);
 }
 
-MEMFAULT_EXPORT int
+MEMFAULT_EXPORT MEMFAULT_HOT int
 memfault_vm_find_region(const struct memfault_vm *vm, uint64_t gpa,
 			struct memfault_region **ret_region, uint64_t *ret_page)
 {
