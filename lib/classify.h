@@ -57,5 +57,4 @@ memfault_prepare_entry(struct kvm_run *run, bool reset_memory_fault)
 		run->exit_reason = KVM_EXIT_UNKNOWN;
 }
 
-
 #endif /* MEMFAULT_CLASSIFY_H */
