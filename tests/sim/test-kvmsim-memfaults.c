@@ -364,6 +364,28 @@ on_bus(int sig, siginfo_t *si, void *uc)
 	bus_addr = si->si_addr;
 }
 
+/* SIGBUS caught by on_bus(); slot 1: two pages of 0x5a at test_gpa, the
+ * second poisoned; the guest loads from the poisoned one. Returns the
+ * slot's memory. */
+static uint8_t *
+poisoned_load(struct sim *s)
+{
+	struct sigaction sa;
+	uint8_t *mem;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_bus;
+	sa.sa_flags = SA_SIGINFO;
+	ck_assert_int_eq(sigaction(SIGBUS, &sa, NULL), 0);
+	mem = pages(s, 2, 0x5a);
+	ck_assert_int_eq(region1(s->vm, 1, 0, s->test_gpa, 2 * s->page, mem),
+			 0);
+	ck_assert_int_eq(kvmsim_poison(s->vm, s->test_gpa + s->page), 0);
+	script(s, fmt("load:%#llx:1",
+		      (unsigned long long)s->test_gpa + s->page + 3));
+	return mem;
+}
+
 /*
  * [NK] `anon-hwpoison`: a poisoned page of a normal slot gives
  * ret=-1 errno=EINTR exit_reason=10 and SIGBUS BUS_MCEERR_AR with si_addr =
@@ -372,20 +394,11 @@ on_bus(int sig, siginfo_t *si, void *uc)
 START_TEST(anon_hwpoison)
 {
 	uint32_t arch = (uint32_t)_i + 1;
-	struct sigaction sa;
 	struct sim s;
 	uint8_t *mem;
 
 	start(&s, arch, KVMSIM_LEVEL_7_2);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_bus;
-	sa.sa_flags = SA_SIGINFO;
-	ck_assert_int_eq(sigaction(SIGBUS, &sa, NULL), 0);
-	mem = pages(&s, 2, 0x5a);
-	ck_assert_int_eq(region1(s.vm, 1, 0, s.test_gpa, 2 * s.page, mem), 0);
-	ck_assert_int_eq(kvmsim_poison(s.vm, s.test_gpa + s.page), 0);
-	script(&s, fmt("load:%#llx:1",
-		       (unsigned long long)s.test_gpa + s.page + 3));
+	mem = poisoned_load(&s);
 	RUN_EXPECT(&s, -1, EINTR, KVM_EXIT_INTR);
 	if (getenv("MESON_EXE_WRAPPER") && bus_code == SI_TKILL)
 		return; /* qemu-user: see kvmsim_poison() */
@@ -506,21 +519,12 @@ START_TEST(poison_replace_anon_slot)
 	uint32_t arch = (uint32_t)_i + 1;
 	bool qemu_user = getenv("MESON_EXE_WRAPPER") != NULL;
 	uint64_t other;
-	struct sigaction sa;
 	struct sim s;
 	uint8_t *mem, *fresh;
 
 	start(&s, arch, KVMSIM_LEVEL_7_2);
 	other = s.test_gpa + 0x100000;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_bus;
-	sa.sa_flags = SA_SIGINFO;
-	ck_assert_int_eq(sigaction(SIGBUS, &sa, NULL), 0);
-	mem = pages(&s, 2, 0x5a);
-	ck_assert_int_eq(region1(s.vm, 1, 0, s.test_gpa, 2 * s.page, mem), 0);
-	ck_assert_int_eq(kvmsim_poison(s.vm, s.test_gpa + s.page), 0);
-	script(&s, fmt("load:%#llx:1",
-		       (unsigned long long)s.test_gpa + s.page + 3));
+	mem = poisoned_load(&s);
 	bus_code = 0;
 	RUN_EXPECT(&s, -1, EINTR, KVM_EXIT_INTR);
 	ck_assert_int_ne(bus_code, 0);
