@@ -133,7 +133,7 @@ mono_ns(void)
  */
 static unsigned long
 mark_claim(struct memfault_region *r, size_t w, unsigned long m,
-	   int64_t deadline)
+	   int64_t *deadline)
 {
 	unsigned long own = 0;
 
@@ -159,7 +159,13 @@ mark_claim(struct memfault_region *r, size_t w, unsigned long m,
 			}
 			continue;
 		}
-		left = deadline - mono_ns();
+		/* The clock is read only once a page is busy: an uncontended
+		 * mark (every re-arm of a page) reads no clock at all, which
+		 * is a system call or a trapped counter read under some
+		 * hypervisors' clock sources. */
+		if (!*deadline)
+			*deadline = mono_ns() + MARK_WAIT_NS;
+		left = *deadline - mono_ns();
 		if (left <= 0) {
 			/* given up: this page, and the rest of this word
 			 * without waiting (a later word waits no more) */
@@ -190,7 +196,7 @@ mark_claim(struct memfault_region *r, size_t w, unsigned long m,
  * MARK_BATCH_WORDS words. */
 MEMFAULT_HOT static int
 mark_batch(struct memfault_region *r, struct memfault_trap *trap,
-	   uint64_t first, uint64_t end, int64_t deadline)
+	   uint64_t first, uint64_t end, int64_t *deadline)
 {
 	unsigned long own[MARK_BATCH_WORDS];
 	size_t w0 = word_of(first), nw = word_of(end - 1) - w0 + 1;
@@ -242,7 +248,7 @@ memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 {
 	struct memfault_trap *trap;
 	uint64_t end = first + count;
-	int64_t deadline;
+	int64_t deadline = 0; /* set at the first wait, in mark_claim() */
 	int err = 0, e;
 
 	if (!range_ok(r, first, count))
@@ -263,14 +269,13 @@ memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 					  MEMFAULT_RELAXED);
 		return 0;
 	}
-	deadline = mono_ns() + MARK_WAIT_NS;
 	while (first < end) {
 		uint64_t next = ((uint64_t)word_of(first) + MARK_BATCH_WORDS) *
 				BITS_PER_WORD;
 
 		if (next > end)
 			next = end;
-		e = mark_batch(r, trap, first, next, deadline);
+		e = mark_batch(r, trap, first, next, &deadline);
 		/* a system call's error first, then -EBUSY */
 		if (e && (!err || err == -EBUSY))
 			err = e;

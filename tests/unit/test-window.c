@@ -20,6 +20,7 @@
  * `test-window uffd` runs the userfaultfd case alone and exits 77 (skip)
  * where userfaultfd is not permitted or not implemented.
  */
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -33,6 +34,24 @@
 #include "window.h"
 
 #define WPAGES 4
+
+/*
+ * clock_gettime() of this executable, which the library's calls bind to
+ * (it calls libc's through its PLT): counts the calls made from inside
+ * libmemfault, then does what libc's does.
+ */
+static unsigned long lib_clock_reads;
+
+int
+clock_gettime(clockid_t id, struct timespec *ts)
+{
+	Dl_info di;
+
+	if (dladdr(__builtin_return_address(0), &di) && di.dli_fname &&
+	    strstr(di.dli_fname, "libmemfault"))
+		__atomic_add_fetch(&lib_clock_reads, 1, __ATOMIC_RELAXED);
+	return (int)syscall(SYS_clock_gettime, id, ts);
+}
 
 static uint64_t
 window_iters(void)
@@ -388,6 +407,30 @@ START_TEST(mark_waits_for_fetches)
 }
 END_TEST
 
+/* A mark that waits for nobody reads no clock: its deadline starts at the
+ * first wait (a clock read is a system call or a trapped counter read
+ * under some hypervisors, on every re-arm of a page). */
+START_TEST(mark_reads_the_clock_only_to_wait)
+{
+	struct wenv w;
+	unsigned long n0;
+
+	wenv_open(&w, KVMSIM_X86_64, 0);
+	ck_assert_int_eq(memfault_region_publish(w.r, 0, WPAGES), 0);
+	n0 = __atomic_load_n(&lib_clock_reads, __ATOMIC_RELAXED);
+	ck_assert_int_eq(memfault_region_mark_missing(w.r, 1, 1), 0);
+	ck_assert_int_eq(memfault_region_mark_missing(w.r, 0, WPAGES), 0);
+	ck_assert_uint_eq(__atomic_load_n(&lib_clock_reads, __ATOMIC_RELAXED), n0);
+	/* a page the caller holds: the mark waits, by the clock, then gives
+	 * up (which also shows the count above could have moved) */
+	ck_assert_int_eq(memfault_region_claim(w.r, 2, 0), MEMFAULT_CLAIM_FETCH);
+	ck_assert_int_eq(memfault_region_mark_missing(w.r, 2, 1), -EBUSY);
+	ck_assert_uint_gt(__atomic_load_n(&lib_clock_reads, __ATOMIC_RELAXED), n0);
+	ck_assert_int_eq(memfault_region_publish(w.r, 2, 1), 0);
+	wenv_close(&w);
+}
+END_TEST
+
 /* ---- userfaultfd: a page marked missing again is fetched, never zeroed */
 
 #define UF_THREADS 8
@@ -648,6 +691,7 @@ main(int argc, char **argv)
 		tcase_add_loop_test(tc, mapped_page_rearms, 0, 6);
 		tcase_add_loop_test(tc, unreadable_bitmap_is_bounded, 0, 2);
 		tcase_add_test(tc, mark_waits_for_fetches);
+		tcase_add_test(tc, mark_reads_the_clock_only_to_wait);
 	}
 	suite_add_tcase(s, tc);
 	return tc_run(s);
