@@ -18,14 +18,11 @@ region_release_busy(struct memfault_region *r, size_t w, unsigned long m)
 	 * sees the bit clear or we see it counted (memfault_region_claim()). */
 	unsigned long old = memfault_fetch_and(&r->busy[w], ~m,
 					       MEMFAULT_SEQ_CST) & m;
-	long n = 0;
 	uint32_t fm;
 
 	if (!old)
 		return;
-	for (unsigned long b = old; b; b &= b - 1)
-		n++;
-	memfault_sub(&r->nr_busy, n, MEMFAULT_RELAXED);
+	memfault_sub(&r->nr_busy, bits_set(old), MEMFAULT_RELAXED);
 	if (!memfault_load_seq_cst(&r->nr_waiters))
 		return;
 	if (BITS_PER_WORD == 64 && (old & 0xffffffffull) &&

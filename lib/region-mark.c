@@ -151,8 +151,7 @@ mark_claim(struct memfault_region *r, size_t w, unsigned long m,
 			 * pairs with the fence in publish_bits() */
 			if (memfault_cmpxchg(&r->busy[w], &cur, cur | take,
 					     MEMFAULT_SEQ_CST)) {
-				memfault_add(&r->nr_busy,
-					     __builtin_popcountl(take),
+				memfault_add(&r->nr_busy, bits_set(take),
 					     MEMFAULT_SEQ_CST);
 				own |= take;
 				m &= ~take;
@@ -192,14 +191,16 @@ mark_claim(struct memfault_region *r, size_t w, unsigned long m,
 	return own;
 }
 
-/* One batch of memfault_region_mark_missing(), [first, end) in at most
- * MARK_BATCH_WORDS words. */
-MEMFAULT_HOT static int
+/* One batch of memfault_region_mark_missing(), [first, end) in @nw (at
+ * most MARK_BATCH_WORDS) words. Always inline: the caller's call with
+ * @nw 1, a re-arm within one word (one page, the common case), compiles
+ * to straight-line code with no loops. */
+static inline __attribute__((always_inline)) int
 mark_batch(struct memfault_region *r, struct memfault_trap *trap,
-	   uint64_t first, uint64_t end, int64_t *deadline)
+	   uint64_t first, uint64_t end, size_t nw, int64_t *deadline)
 {
 	unsigned long own[MARK_BATCH_WORDS];
-	size_t w0 = word_of(first), nw = word_of(end - 1) - w0 + 1;
+	size_t w0 = word_of(first);
 	bool busy = false;
 	int err;
 
@@ -231,7 +232,10 @@ mark_batch(struct memfault_region *r, struct memfault_trap *trap,
 	 * invalidation is a system call whose lock is an acquire only.)
 	 */
 	memfault_smp_mb();
-	err = invalidate_runs(r, trap, own, w0, nw);
+	/* Every page held (the common case, a re-arm nobody is fetching):
+	 * the batch is one run. Otherwise only the runs we hold. */
+	err = busy ? invalidate_runs(r, trap, own, w0, nw)
+		   : invalidate(r, trap, first, end - first);
 	for (size_t i = 0; i < nw; i++)
 		if (own[i])
 			region_release_busy(r, w0 + i, own[i]);
@@ -269,13 +273,17 @@ memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 					  MEMFAULT_RELAXED);
 		return 0;
 	}
+	if (word_of(first) == word_of(end - 1))
+		return mark_batch(r, trap, first, end, 1, &deadline);
 	while (first < end) {
 		uint64_t next = ((uint64_t)word_of(first) + MARK_BATCH_WORDS) *
 				BITS_PER_WORD;
 
 		if (next > end)
 			next = end;
-		e = mark_batch(r, trap, first, next, &deadline);
+		e = mark_batch(r, trap, first, next,
+			       word_of(next - 1) - word_of(first) + 1,
+			       &deadline);
 		/* a system call's error first, then -EBUSY */
 		if (e && (!err || err == -EBUSY))
 			err = e;

@@ -34,6 +34,15 @@ bit_of(uint64_t page)
 	return 1ul << (page % BITS_PER_WORD);
 }
 
+/* The number of bits set in @v (nonzero). One, the common case, is tested
+ * first: __builtin_popcountl() is a call of libgcc's where the ISA
+ * baseline has no popcount instruction (x86-64). */
+static inline long
+bits_set(unsigned long v)
+{
+	return v & (v - 1) ? __builtin_popcountl(v) : 1;
+}
+
 /* The 32-bit futex word that holds @page's busy bit, and its mask there. */
 static inline uint32_t *
 futex_word(struct memfault_region *r, uint64_t page, uint32_t *mask)

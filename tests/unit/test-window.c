@@ -407,6 +407,32 @@ START_TEST(mark_waits_for_fetches)
 }
 END_TEST
 
+/* A page being fetched when the mark gives up on it keeps what its
+ * fetcher has written so far: only the pages the mark holds are
+ * invalidated (a drop under the fetcher would leave a page part zero). */
+START_TEST(mark_leaves_a_fetch_in_progress_alone)
+{
+	struct wenv w;
+
+	wenv_open(&w, KVMSIM_X86_64, 0);
+	ck_assert_int_eq(memfault_region_publish(w.r, 0, WPAGES), 0);
+	for (uint64_t p = 0; p < WPAGES; p++)
+		memset(w.mem + p * w.e.page, 0x11 * (int)(p + 1), w.e.page);
+	/* page 2 is being fetched (by this thread): half written */
+	ck_assert_int_eq(memfault_region_mark_missing(w.r, 2, 1), 0);
+	ck_assert_int_eq(memfault_region_claim(w.r, 2, 0), MEMFAULT_CLAIM_FETCH);
+	memset(w.mem + 2 * w.e.page, 0x5a, w.e.page / 2);
+	ck_assert_int_eq(memfault_region_mark_missing(w.r, 0, WPAGES), -EBUSY);
+	ck_assert_int_eq(w.mem[2 * w.e.page], 0x5a);
+	ck_assert_int_eq(w.mem[2 * w.e.page + w.e.page / 2 - 1], 0x5a);
+	/* the pages it held were dropped (anonymous memory: zero now) */
+	ck_assert_int_eq(w.mem[0], 0);
+	ck_assert_int_eq(w.mem[3 * w.e.page], 0);
+	ck_assert_int_eq(memfault_region_publish(w.r, 2, 1), 0);
+	wenv_close(&w);
+}
+END_TEST
+
 /* A mark that waits for nobody reads no clock: its deadline starts at the
  * first wait (a clock read is a system call or a trapped counter read
  * under some hypervisors, on every re-arm of a page). */
@@ -692,6 +718,7 @@ main(int argc, char **argv)
 		tcase_add_loop_test(tc, unreadable_bitmap_is_bounded, 0, 2);
 		tcase_add_test(tc, mark_waits_for_fetches);
 		tcase_add_test(tc, mark_reads_the_clock_only_to_wait);
+		tcase_add_test(tc, mark_leaves_a_fetch_in_progress_alone);
 	}
 	suite_add_tcase(s, tc);
 	return tc_run(s);
