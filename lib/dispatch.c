@@ -136,8 +136,16 @@ resolve_userfault(struct memfault_vcpu *vcpu, const struct memfault_fault *f)
 
 	if (!f->size || f->size - 1 > UINT64_MAX - f->gpa)
 		return MEMFAULT_TO_VMM;
-	if (memfault_vm_find_region(vcpu->vm, f->gpa, &region, &first))
-		return MEMFAULT_TO_VMM;
+	region = vcpu->hint_region;
+	if (likely(region && vcpu->hint_gen == vcpu->vm->regions_gen &&
+		   f->gpa - region->gpa < region->size)) {
+		first = (f->gpa - region->gpa) >> memfault_page_shift;
+	} else {
+		if (memfault_vm_find_region(vcpu->vm, f->gpa, &region, &first))
+			return MEMFAULT_TO_VMM;
+		vcpu->hint_region = region;
+		vcpu->hint_gen = vcpu->vm->regions_gen;
+	}
 	/* f->gpa >= region->gpa (found), and the end does not wrap (above) */
 	last = (f->gpa + (f->size - 1) - region->gpa) >> memfault_page_shift;
 	if (last >= region->npages) {

@@ -129,6 +129,9 @@ struct memfault_vm {
 	/* regions sorted by gpa; changed only by setup calls */
 	struct memfault_region **regions;
 	size_t nr_regions;
+	/* bumped by every change of regions[], so that a vCPU's region hint
+	 * from before it is never used (setup calls only, like regions[]) */
+	uint64_t regions_gen;
 	struct memfault_handlers handlers; /* set by memfault_vm_set_handlers() */
 };
 
@@ -140,6 +143,14 @@ struct memfault_vcpu {
 	bool fault_valid;
 	pid_t tid; /* atomic: the thread last seen in memfault_vcpu_run() */
 	struct memfault_fault fault;
+	/*
+	 * The region of this vCPU's last userfault, valid while
+	 * vm->regions_gen is still hint_gen: the next fault is most often in
+	 * the same region, found without a search of regions[] (one page
+	 * less touched per fault). vCPU thread only.
+	 */
+	struct memfault_region *hint_region;
+	uint64_t hint_gen;
 	/*
 	 * Read by any thread (relaxed). uffd_faults and uffd_wait_ns are
 	 * added to by whichever thread serves the userfaultfd (its service

@@ -75,6 +75,7 @@ vm_insert_region(struct memfault_vm *vm, struct memfault_region *r)
 	v[lo] = r;
 	vm->regions = v;
 	vm->nr_regions++;
+	vm->regions_gen++;
 	return 0;
 }
 
@@ -82,6 +83,7 @@ static void
 vm_remove_region(struct memfault_vm *vm, struct memfault_region *r)
 {
 	memfault_ptr_array_remove(vm->regions, &vm->nr_regions, r);
+	vm->regions_gen++;
 }
 
 static void

@@ -31,6 +31,7 @@ struct ctx {
 	pthread_cond_t cond;
 	int hold, holding;
 	int other_verdict;
+	struct memfault_region *last_region; /* of the last page_in */
 };
 
 static void
@@ -49,8 +50,8 @@ page_in(void *user, struct memfault_vcpu *vcpu, struct memfault_region *r,
 	struct ctx *c = user;
 
 	(void)vcpu;
-	(void)r;
 	pthread_mutex_lock(&c->lock);
+	c->last_region = r;
 	if (c->hold) {
 		c->holding = 1;
 		pthread_cond_broadcast(&c->cond);
@@ -251,6 +252,66 @@ START_TEST(page_in_failure_and_to_vmm)
 	ck_assert_uint_eq(c.fetches[3], 1);
 	ck_assert_uint_eq(sim_env_acc(&e), 4);
 	memfault_region_free(r);
+	munmap(c.mem, NPAGES * e.page);
+	sim_env_close(&e);
+}
+END_TEST
+
+/*
+ * Dispatch remembers the region of a vCPU's last userfault; a setup call
+ * that changes the VM's regions makes it look again. Here the region is
+ * freed and another one takes its place (same gpa, same slot): the fault
+ * must go to the new one, and never read the freed one (the asan job
+ * sees such a read as a use after free).
+ */
+START_TEST(region_hint_follows_setup_calls)
+{
+	MEMFAULT_OPTS(memfault_region_opts, o,
+		      .flags = MEMFAULT_REGION_USERFAULT |
+			       MEMFAULT_REGION_MISSING);
+	struct memfault_region *a, *b, *far;
+	unsigned char *mem2;
+	char script[96];
+	struct sim_env e;
+	struct ctx c;
+
+	sim_env_open(&e, sim_models[_i].arch, KVMSIM_LEVEL_7_2_UF);
+	ctx_init(&c, &e);
+	a = uf_region(&c);
+	snprintf(script, sizeof(script), "load:%#llx:1",
+		 (unsigned long long)(RAM_GPA + 3 * e.page));
+	sim_env_script(&e, script);
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu), MEMFAULT_RUN_EXIT);
+	ck_assert_ptr_eq(c.last_region, a);
+	memfault_region_free(a);
+	/* another region first, so that the new one is (most likely) not
+	 * allocated where the old one was */
+	mem2 = mmap(NULL, 2 * NPAGES * e.page, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(mem2, MAP_FAILED);
+	ck_assert_int_eq(memfault_region_new(e.vm, 2, RAM_GPA + 4 * NPAGES * e.page,
+					     NPAGES * e.page, mem2, &o, &far), 0);
+	ck_assert_int_eq(memfault_region_new(e.vm, 1, RAM_GPA, NPAGES * e.page,
+					     mem2 + NPAGES * e.page, &o, &b), 0);
+	snprintf(script, sizeof(script), "load:%#llx:1",
+		 (unsigned long long)(RAM_GPA + 5 * e.page));
+	sim_env_script(&e, script);
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu), MEMFAULT_RUN_EXIT);
+	ck_assert_ptr_eq(c.last_region, b);
+	ck_assert_int_eq(memfault_region_is_missing(b, 5), 0);
+	ck_assert_int_eq(mem2[NPAGES * e.page + 5 * e.page], 6);
+	/* and a fault in the other region is that region's */
+	snprintf(script, sizeof(script), "load:%#llx:1;load:%#llx:1",
+		 (unsigned long long)RAM_GPA,
+		 (unsigned long long)(RAM_GPA + 4 * NPAGES * e.page + 4 * e.page));
+	sim_env_script(&e, script);
+	ck_assert_int_eq(memfault_vcpu_run_dispatch(e.vcpu), MEMFAULT_RUN_EXIT);
+	ck_assert_ptr_eq(c.last_region, far);
+	ck_assert_int_eq(memfault_region_is_missing(far, 4), 0);
+	ck_assert_int_eq(memfault_region_is_missing(b, 0), 0);
+	memfault_region_free(b);
+	memfault_region_free(far);
+	munmap(mem2, 2 * NPAGES * e.page);
 	munmap(c.mem, NPAGES * e.page);
 	sim_env_close(&e);
 }
@@ -701,6 +762,7 @@ main(void)
 	tcase_set_timeout(tc, 60);
 	ADD_ON_72(tc, page_in_exactly_once_across_vcpus);
 	ADD_ON_72(tc, page_in_failure_and_to_vmm);
+	ADD_ON_72(tc, region_hint_follows_setup_calls);
 	ADD_ON_72(tc, no_handlers_means_to_vmm);
 	ADD_ON_72(tc, repeat_guard);
 	ADD_ON_72(tc, hwpoison_goes_to_its_handler);
