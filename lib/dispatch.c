@@ -9,6 +9,7 @@
 
 #include "barrier.h"
 #include "memfault-private.h"
+#include "region-private.h"
 
 /*
  * Internal verdict: a kick arrived while resolving a fault. Outside both
@@ -80,7 +81,7 @@ page_in_one(struct memfault_vcpu *vcpu, struct memfault_region *region,
 
 	/* A kick ends the wait for another thread's fetch: -EINTR means
 	 * immediate_exit is set, whatever the signal's SA_RESTART. */
-	r = memfault_region_claim_page_vcpu(region, page, vcpu);
+	r = region_claim_page(region, page, 0, vcpu);
 	if (r == -EINTR)
 		return take_kick(vcpu);
 	if (r < 0)
@@ -113,7 +114,7 @@ page_in_one(struct memfault_vcpu *vcpu, struct memfault_region *region,
 				(unsigned long long)f->gpa, r);
 		return r;
 	}
-	memfault_region_publish_page(region, page);
+	region_publish_page(region, page);
 	memfault_counter_add(&vcpu->stats.page_ins, 1);
 	return MEMFAULT_RESOLVED;
 }

@@ -192,15 +192,6 @@ int memfault_set_memslot(int vm_fd, bool have_region2,
 			 const struct memfault_memslot *slot);
 void memfault_vm_log(const struct memfault_vm *vm, int level, const char *fmt,
 		     ...) __attribute__((format(printf, 3, 4)));
-int memfault_region_claim_page(struct memfault_region *region, uint64_t page,
-				uint32_t flags);
-/* The same, waiting on @vcpu's thread for dispatch: a kick of @vcpu ends
- * the wait with -EINTR and immediate_exit set (the caller consumes it). */
-int memfault_region_claim_page_vcpu(struct memfault_region *region,
-				    uint64_t page, struct memfault_vcpu *vcpu);
-void memfault_region_publish_page(struct memfault_region *region,
-				  uint64_t page);
-
 /*
  * Trap sources: what, besides KVM's own memory-fault exit, stops a thread
  * on a missing page of a region (today userfaultfd, uffd.c). The bitmap

@@ -91,19 +91,6 @@ region_fill_words(unsigned long *bm, size_t w, size_t lw, unsigned long v,
 		MEMFAULT_WRITE_ONCE(bm[w], v);
 }
 
-/* Publish one page known to be in range (dispatch's fast path). */
-MEMFAULT_HOT void
-memfault_region_publish_page(struct memfault_region *r, uint64_t page)
-{
-	size_t w = word_of(page);
-	unsigned long m = bit_of(page);
-
-	/* Release: pairs as in memfault_region_publish(). */
-	memfault_fetch_and(&r->missing[w], ~m, MEMFAULT_RELEASE);
-	if (MEMFAULT_READ_ONCE(r->busy[w]) & m)
-		region_release_busy(r, w, m);
-}
-
 static int
 publish_bits(struct memfault_region *r, uint64_t first, uint64_t count)
 {

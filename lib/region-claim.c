@@ -9,22 +9,13 @@
 #include "region-private.h"
 
 
-/* Release the claims in @m of busy word @w and wake their waiters. */
-MEMFAULT_HOT void
-region_release_busy(struct memfault_region *r, size_t w, unsigned long m)
+/* The wake of region_release_busy(): the claims @old of busy word @w were
+ * released while some thread waits (nr_waiters). */
+void
+region_wake_busy(struct memfault_region *r, size_t w, unsigned long old)
 {
-	/* seq_cst: store-load against the waiter, which increments
-	 * nr_waiters and then re-reads busy[] before sleeping; either it
-	 * sees the bit clear or we see it counted (memfault_region_claim()). */
-	unsigned long old = memfault_fetch_and(&r->busy[w], ~m,
-					       MEMFAULT_SEQ_CST) & m;
 	uint32_t fm;
 
-	if (!old)
-		return;
-	memfault_sub(&r->nr_busy, bits_set(old), MEMFAULT_RELAXED);
-	if (!memfault_load_seq_cst(&r->nr_waiters))
-		return;
 	if (BITS_PER_WORD == 64 && (old & 0xffffffffull) &&
 	    (old >> 32 & 0xffffffffull)) {
 		futex_wake_all(futex_word(r, (uint64_t)w * BITS_PER_WORD, &fm));
@@ -43,7 +34,7 @@ memfault_region_claim(struct memfault_region *r, uint64_t page,
 {
 	if (!r || page >= r->npages || (flags & ~(uint32_t)MEMFAULT_CLAIM_NOWAIT))
 		return -EINVAL;
-	return memfault_region_claim_page(r, page, flags);
+	return region_claim_page(r, page, flags, NULL);
 }
 
 /*
@@ -117,34 +108,18 @@ out:
 	return r;
 }
 
-MEMFAULT_HOT static int
-claim_page(struct memfault_region *r, uint64_t page, uint32_t flags,
-	   struct memfault_vcpu *vcpu)
+/* The claim of @page, waiting while another thread holds it (@vcpu: on
+ * that vCPU's thread, a kick ends the wait with -EINTR). */
+int
+region_claim_page_wait(struct memfault_region *r, uint64_t page,
+		       uint32_t flags, struct memfault_vcpu *vcpu)
 {
-	size_t w;
-	unsigned long m;
-
-	w = word_of(page);
-	m = bit_of(page);
 	for (;;) {
 		uint32_t *fw, fm, fv;
-		int err = 0;
+		int c = region_claim_try(r, page), err = 0;
 
-		/* Pairs with the store-release in memfault_region_publish():
-		 * present means the contents are visible to us. */
-		if (!(memfault_load_acquire(&r->missing[w]) & m))
-			return MEMFAULT_CLAIM_PRESENT;
-		/* seq_cst: the claim must be visible before we re-read
-		 * missing[]; pairs with the fence in memfault_region_publish(). */
-		if (!(memfault_fetch_or(&r->busy[w], m, MEMFAULT_SEQ_CST) & m)) {
-			memfault_add(&r->nr_busy, 1, MEMFAULT_SEQ_CST);
-			/* Ours. A publish may have completed between the
-			 * check above and the claim: look again. */
-			if (memfault_load_seq_cst(&r->missing[w]) & m)
-				return MEMFAULT_CLAIM_FETCH;
-			region_release_busy(r, w, m);
-			return MEMFAULT_CLAIM_PRESENT;
-		}
+		if (c != MEMFAULT_CLAIM_BUSY)
+			return c;
 		if (flags & MEMFAULT_CLAIM_NOWAIT)
 			return MEMFAULT_CLAIM_BUSY;
 		fw = futex_word(r, page, &fm);
@@ -166,21 +141,6 @@ claim_page(struct memfault_region *r, uint64_t page, uint32_t flags,
 		if (err)
 			return err;
 	}
-}
-
-/* memfault_region_claim() without the argument checks, for dispatch. */
-MEMFAULT_HOT int
-memfault_region_claim_page(struct memfault_region *r, uint64_t page,
-			   uint32_t flags)
-{
-	return claim_page(r, page, flags, NULL);
-}
-
-MEMFAULT_HOT int
-memfault_region_claim_page_vcpu(struct memfault_region *r, uint64_t page,
-				struct memfault_vcpu *vcpu)
-{
-	return claim_page(r, page, 0, vcpu);
 }
 
 MEMFAULT_EXPORT int

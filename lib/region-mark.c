@@ -23,15 +23,10 @@
 /* How long memfault_region_mark_missing() waits for fetches in progress. */
 #define MARK_WAIT_NS 50000000
 
-/* Drop the host mapping of anonymous or shared memory behind the hva. */
-MEMFAULT_HOT static int
-dontneed(void *addr, size_t len)
+/* dontneed() after MADV_DONTNEED failed with @err. */
+static int
+dontneed_failed(void *addr, size_t len, int err)
 {
-	int err;
-
-	if (!madvise(addr, len, MADV_DONTNEED))
-		return 0;
-	err = errno;
 	/* ENOMEM: a hole in the range; the mapped parts were dropped, and
 	 * the munmap() that made the hole invalidated the rest. */
 	if (err == ENOMEM)
@@ -47,6 +42,15 @@ dontneed(void *addr, size_t len)
 	return err == EINVAL ? -EOPNOTSUPP : -err;
 }
 
+/* Drop the host mapping of anonymous or shared memory behind the hva. */
+static inline int
+dontneed(void *addr, size_t len)
+{
+	if (likely(!madvise(addr, len, MADV_DONTNEED)))
+		return 0;
+	return dontneed_failed(addr, len, errno);
+}
+
 /*
  * Invalidate every mapping of pages [first, first + count) that would let
  * an access skip the bitmap: KVM's (its MMU notifier or guest_memfd's
@@ -56,7 +60,7 @@ dontneed(void *addr, size_t len)
  * other page of the slot is ever mapped without its exit. The caller
  * holds the claims of these pages.
  */
-MEMFAULT_HOT static int
+static inline __attribute__((always_inline)) int
 invalidate(struct memfault_region *r, struct memfault_trap *trap,
 	   uint64_t first, uint64_t count)
 {
@@ -132,8 +136,8 @@ mono_ns(void)
  * from waiting forever. Returns the bits taken; the others are busy.
  */
 static unsigned long
-mark_claim(struct memfault_region *r, size_t w, unsigned long m,
-	   int64_t *deadline)
+mark_claim_wait(struct memfault_region *r, size_t w, unsigned long m,
+		int64_t *deadline)
 {
 	unsigned long own = 0;
 
@@ -189,6 +193,23 @@ mark_claim(struct memfault_region *r, size_t w, unsigned long m,
 		memfault_sub(&r->nr_waiters, 1, MEMFAULT_RELAXED);
 	}
 	return own;
+}
+
+/* mark_claim_wait() when none of @m is held (a re-arm nobody is
+ * fetching), inline: one compare-and-swap. */
+static inline unsigned long
+mark_claim(struct memfault_region *r, size_t w, unsigned long m,
+	   int64_t *deadline)
+{
+	unsigned long cur = MEMFAULT_READ_ONCE(r->busy[w]);
+
+	/* seq_cst as in mark_claim_wait() */
+	if (likely(!(cur & m)) &&
+	    memfault_cmpxchg(&r->busy[w], &cur, cur | m, MEMFAULT_SEQ_CST)) {
+		memfault_add(&r->nr_busy, bits_set(m), MEMFAULT_SEQ_CST);
+		return m;
+	}
+	return mark_claim_wait(r, w, m, deadline);
 }
 
 /* One batch of memfault_region_mark_missing(), [first, end) in @nw (at
@@ -252,7 +273,7 @@ memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 {
 	struct memfault_trap *trap;
 	uint64_t end = first + count;
-	int64_t deadline = 0; /* set at the first wait, in mark_claim() */
+	int64_t deadline = 0; /* set at the first wait, in mark_claim_wait() */
 	int err = 0, e;
 
 	if (!range_ok(r, first, count))

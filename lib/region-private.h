@@ -3,8 +3,9 @@
  * Shared by the region files: region.c (the VM's region table and the
  * memslots), region-bitmap.c (range stores, scans and publish),
  * region-claim.c (claims and their futex waits), region-mark.c
- * (memfault_region_mark_missing() and invalidation). The bitmap protocol
- * is described at the top of region.c.
+ * (memfault_region_mark_missing() and invalidation), and, for the inline
+ * claim and publish of one page, dispatch.c and uffd-service.c. The
+ * bitmap protocol is described at the top of region.c.
  */
 #ifndef MEMFAULT_REGION_PRIVATE_H
 #define MEMFAULT_REGION_PRIVATE_H
@@ -86,8 +87,86 @@ word_mask(size_t w, uint64_t first, uint64_t end)
 	return m;
 }
 
-/* region-claim.c: release the claims in @m of busy word @w, wake waiters */
-void region_release_busy(struct memfault_region *r, size_t w, unsigned long m);
+/*
+ * Claims and publishes of one page, the steps of every resolved fault:
+ * inline (dispatch.c and uffd-service.c include this header for them), so
+ * that an uncontended claim, a publish and the release of a claim cost a
+ * few instructions and no call. The waits and wakes are region-claim.c's.
+ */
+void region_wake_busy(struct memfault_region *r, size_t w, unsigned long old);
+int region_claim_page_wait(struct memfault_region *r, uint64_t page,
+			   uint32_t flags, struct memfault_vcpu *vcpu);
+
+/* Release the claims in @m of busy word @w and wake their waiters. */
+static inline void
+region_release_busy(struct memfault_region *r, size_t w, unsigned long m)
+{
+	/* seq_cst: store-load against the waiter, which increments
+	 * nr_waiters and then re-reads busy[] before sleeping; either it
+	 * sees the bit clear or we see it counted (region_claim_page_wait()). */
+	unsigned long old = memfault_fetch_and(&r->busy[w], ~m,
+					       MEMFAULT_SEQ_CST) & m;
+
+	if (!old)
+		return;
+	memfault_sub(&r->nr_busy, bits_set(old), MEMFAULT_RELAXED);
+	if (unlikely(memfault_load_seq_cst(&r->nr_waiters)))
+		region_wake_busy(r, w, old);
+}
+
+/*
+ * One attempt to claim @page: MEMFAULT_CLAIM_PRESENT, MEMFAULT_CLAIM_FETCH
+ * (the claim is ours), or MEMFAULT_CLAIM_BUSY (another thread holds it).
+ */
+static inline int
+region_claim_try(struct memfault_region *r, uint64_t page)
+{
+	size_t w = word_of(page);
+	unsigned long m = bit_of(page);
+
+	/* Pairs with the store-release in memfault_region_publish():
+	 * present means the contents are visible to us. */
+	if (!(memfault_load_acquire(&r->missing[w]) & m))
+		return MEMFAULT_CLAIM_PRESENT;
+	/* seq_cst: the claim must be visible before we re-read missing[];
+	 * pairs with the fence in memfault_region_publish(). */
+	if (memfault_fetch_or(&r->busy[w], m, MEMFAULT_SEQ_CST) & m)
+		return MEMFAULT_CLAIM_BUSY;
+	memfault_add(&r->nr_busy, 1, MEMFAULT_SEQ_CST);
+	/* Ours. A publish may have completed between the check above and
+	 * the claim: look again. */
+	if (memfault_load_seq_cst(&r->missing[w]) & m)
+		return MEMFAULT_CLAIM_FETCH;
+	region_release_busy(r, w, m);
+	return MEMFAULT_CLAIM_PRESENT;
+}
+
+/* memfault_region_claim() without the argument checks (@vcpu: dispatch on
+ * that vCPU's thread, whose kick ends a wait with -EINTR). */
+static inline int
+region_claim_page(struct memfault_region *r, uint64_t page, uint32_t flags,
+		  struct memfault_vcpu *vcpu)
+{
+	int err = region_claim_try(r, page);
+
+	if (likely(err != MEMFAULT_CLAIM_BUSY) ||
+	    (flags & MEMFAULT_CLAIM_NOWAIT))
+		return err;
+	return region_claim_page_wait(r, page, flags, vcpu);
+}
+
+/* Publish one page known to be in range, and release its claim. */
+static inline void
+region_publish_page(struct memfault_region *r, uint64_t page)
+{
+	size_t w = word_of(page);
+	unsigned long m = bit_of(page);
+
+	/* Release: pairs as in memfault_region_publish(). */
+	memfault_fetch_and(&r->missing[w], ~m, MEMFAULT_RELEASE);
+	if (MEMFAULT_READ_ONCE(r->busy[w]) & m)
+		region_release_busy(r, w, m);
+}
 /* region-bitmap.c: store @v into words @w ... @lw of @bm (see there) */
 void region_fill_words(unsigned long *bm, size_t w, size_t lw, unsigned long v,
 		       bool release);

@@ -9,6 +9,7 @@
 
 #include "barrier.h"
 #include "memfault-private.h"
+#include "region-private.h"
 #include "uffd-private.h"
 
 /*
@@ -149,8 +150,8 @@ handle_msg(struct memfault_uffd *u, const struct uffd_msg *msg, uint64_t t0)
 	}
 	page = (addr - g->start) >> memfault_page_shift;
 	for (int tries = 0;; tries++) {
-		r = memfault_region_claim_page(g->region, page,
-					       MEMFAULT_CLAIM_NOWAIT);
+		r = region_claim_page(g->region, page, MEMFAULT_CLAIM_NOWAIT,
+				      NULL);
 		if (r != MEMFAULT_CLAIM_PRESENT)
 			break;
 		if (install_present(u, g, page)) {
@@ -169,7 +170,7 @@ handle_msg(struct memfault_uffd *u, const struct uffd_msg *msg, uint64_t t0)
 		r = uffd_fill_and_install(g, vcpu, page);
 		if (r == MEMFAULT_RESOLVED) {
 			/* Installed first: the bit clears on a mapped page. */
-			memfault_region_publish_page(g->region, page);
+			region_publish_page(g->region, page);
 			memfault_add(&u->page_ins, 1, MEMFAULT_RELAXED);
 			goto out;
 		}
