@@ -10,7 +10,9 @@ bench/run-all.sh does. Checked:
   - collect, then render: the page grades the rows against their goals
     (a run loop 34 instructions over the raw one passes <= +60; userfaultfd
     at 0.90x misses >= 0.95x, the nested KVM Userfault round trip at 1.041x
-    misses time ratio <= 1.0204, and both are listed under "Goals missed"),
+    misses time ratio <= 1.0204, and both are listed under "Goals missed";
+    a nested exit timed in three boots is graded on their median, each
+    boot's ratio listed),
     and says why a step was skipped or failed, and why a KVM Userfault row
     was not measured;
   - render from the results file alone gives the same page, byte for byte,
@@ -64,7 +66,14 @@ RAW = {
          "lib_ns_per_exit": 192888.6, "ratio": 1.0408, "ratio_ci95_lo": 1.0338, "ratio_ci95_hi": 1.0463,
          "ratio_p25": 1.0154, "ratio_p75": 1.0634, "lib_userfaults": 10101, "lib_page_ins": 10101},
         {"nested": True, "arch": "arm64", "kernel_dir": "userfault-7.2.13", "benchmark": "kvm_run",
-         "exit": "uf", "skip": "no KVM Userfault kernel: /k/userfault-7.2.13/arm64/Image not found"}],
+         "exit": "uf", "skip": "no KVM Userfault kernel: /k/userfault-7.2.13/arm64/Image not found"}] + [
+        # three boots of the arm64 stock kernel: one bad boot (1.080) does
+        # not make the figure, their median (1.010) does (a mean would miss)
+        {"nested": True, "arch": "arm64", "kernel_dir": "debian-7.2.13", "boot": b, "benchmark": "kvm_run",
+         "exit": "mmio", "kernel": "7.2.13+deb14-cloud-arm64", "block": 50, "trials": 201,
+         "raw_ns_per_exit": 137000.0 + b, "lib_ns_per_exit": 137000.0 * r, "ratio": r,
+         "ratio_ci95_lo": r - 0.005, "ratio_ci95_hi": r + 0.005, "ratio_p25": r - 0.01,
+         "ratio_p75": r + 0.01} for b, r in ((1, 1.000), (2, 1.080), (3, 1.010))],
 }
 # name: (seconds, exit status, last line of its log)
 STEPS = {
@@ -137,6 +146,11 @@ with tempfile.TemporaryDirectory() as tmp:
     check(" | raw KVM Userfault loop: 186 | 193 | 1.041 [1.034, 1.046] | >= 0.98x speed (time ratio "
           "<= 1.0204) | **MISS** | `bench/nested/run-nested-bench.sh ARCH` |" in row,
           "the nested KVM Userfault row misses its goal, with its interval and command: %r" % row)
+    row = rows.get("| memfault_vcpu_run(), mmio exit, nested (7.2.13+deb14-cloud-arm64) (us/exit)", "")
+    check(" | 1.010 (median of 3 boots: 1.000, 1.080, 1.010) | >= 0.98x speed (time ratio <= 1.0204) "
+          "| PASS | " in row, "the nested row of three boots is their median, each boot listed: %r" % row)
+    check("3 boots of the guest, one after the other: the figure is the median of the boots' ratios"
+          in page, "the method names the boots")
     check("*KVM Userfault round trip (userfault-7.2.13, arm64): not measured - no KVM Userfault kernel: "
           "/k/userfault-7.2.13/arm64/Image not found.*" in page, "the nested KVM Userfault skip says why")
     check("*bitmap: skipped - no release build in BUILDDIR.*" in page,

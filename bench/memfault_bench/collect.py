@@ -48,9 +48,21 @@ def status(steps, name):
 
 
 def ci_text(j):
+    if j.get("boot_ratios"):
+        return " (median of %d boots: %s)" % (
+            len(j["boot_ratios"]), ", ".join("%.3f" % r for r in j["boot_ratios"]))
     if j.get("ratio_ci95_lo") is None:
         return ""
     return " [%.3f, %.3f]" % (j["ratio_ci95_lo"], j["ratio_ci95_hi"])
+
+
+def boots_text(j):
+    """The method's words for the nested runs' boots."""
+    if not j.get("boots"):
+        return ""
+    return ("; %d boots of the guest, one after the other: the figure is the median of the "
+            "boots' ratios, each boot's ratio [its 95%% CI] listed in the results file"
+            " (boot_ratios, boot_ratio_ci95)" % j["boots"])
 
 
 class Run:
@@ -286,9 +298,11 @@ def _kvm_figures(fig, section, js, where):
                 "us/exit", ">= %.2fx speed (time ratio <= %.4f)" % (TIME_GOAL, 1 / TIME_GOAL),
                 j["ratio"] <= 1 / TIME_GOAL, ratio=j["ratio"], ratio_note=ci_text(j), cmd=cmd_t,
                 method="wall clock: medians of %d interleaved pairs of %d-run blocks; ratio: median "
-                       "of the per-pair lib/raw ratios [95%% CI]" % (j["trials"], j["block"]),
+                       "of the per-pair lib/raw ratios [95%% CI]%s" % (j["trials"], j["block"], boots_text(j)),
                 ratio_p25=j["ratio_p25"], ratio_p75=j["ratio_p75"],
-                ratio_ci95=[j.get("ratio_ci95_lo"), j.get("ratio_ci95_hi")])
+                ratio_ci95=[j.get("ratio_ci95_lo"), j.get("ratio_ci95_hi")],
+                **({"boot_ratios": j["boot_ratios"], "boot_ratio_ci95": j["boot_ratio_ci95"]}
+                   if j.get("boots") else {}))
         elif j.get("benchmark") == "kvm_run_ir" and j.get("raw_ir") and j.get("lib_ir"):
             n = j["runs"]
             fig(section, "%s.%s.instructions" % (section, j["exit"]),
@@ -322,16 +336,63 @@ def _uf_figure(fig, section, j, where, cmd_t):
                "exit; library: memfault_region_mark_missing() + memfault_vcpu_run_dispatch() with a "
                "page_in handler; same VM, region and page, exactly one userfault exit per iteration "
                "checked on both sides; wall clock: medians of %d interleaved pairs of %d-iteration "
-               "blocks; ratio: median of the per-pair lib/raw ratios [95%% CI]" % (j["trials"], j["block"]),
+               "blocks; ratio: median of the per-pair lib/raw ratios [95%% CI]%s" % (
+                   j["trials"], j["block"], boots_text(j)),
         ratio_p25=j["ratio_p25"], ratio_p75=j["ratio_p75"],
         ratio_ci95=[j.get("ratio_ci95_lo"), j.get("ratio_ci95_hi")],
-        lib_userfaults=j.get("lib_userfaults"), lib_page_ins=j.get("lib_page_ins"))
+        lib_userfaults=j.get("lib_userfaults"), lib_page_ins=j.get("lib_page_ins"),
+        **({"boot_ratios": j["boot_ratios"], "boot_ratio_ci95": j["boot_ratio_ci95"]}
+           if j.get("boots") else {}))
+
+
+def _median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def _merge_boots(js):
+    """One line per (arch, exit, kernel) of the nested runs: with several
+    boots ("boot" 1..N), their median. A boot's median ratio moves more
+    from boot to boot than within one, so the figure is the median of the
+    boots' ratios, and each boot's ratio is kept beside it."""
+    groups, order = {}, []
+    for j in js:
+        if j.get("benchmark") != "kvm_run" or "ratio" not in j:
+            order.append(j)
+            continue
+        key = (j.get("arch"), j.get("exit"), j.get("kernel_dir"), j.get("kernel"))
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(j)
+    out = []
+    for k in order:
+        if not isinstance(k, tuple):
+            out.append(k)
+            continue
+        g = groups[k]
+        if len(g) == 1:
+            out.append(g[0])
+            continue
+        m = dict(g[0])
+        for f in ("ratio", "raw_ns_per_exit", "lib_ns_per_exit"):
+            m[f] = _median([x[f] for x in g])
+        m["boots"] = len(g)
+        m["boot_ratios"] = [x["ratio"] for x in g]
+        m["boot_ratio_ci95"] = [[x.get("ratio_ci95_lo"), x.get("ratio_ci95_hi")] for x in g]
+        # the spread shown is the boots' range, not one boot's CI
+        m["ratio_ci95_lo"] = m["ratio_ci95_hi"] = None
+        m["ratio_p25"] = _median([x["ratio_p25"] for x in g])
+        m["ratio_p75"] = _median([x["ratio_p75"] for x in g])
+        out.append(m)
+    return out
 
 
 def _kvm(run):
     """The host's /dev/kvm and the nested kernels; their skipped exits."""
     host = run.lines("host_kvm")
-    nested = run.lines("nested")
+    nested = _merge_boots(run.lines("nested"))
     _kvm_figures(run.fig, "host", host, "this host's /dev/kvm")
     _kvm_figures(run.fig, "nested", nested, "nested")
     return [j for j in host if "skip" in j], [j for j in nested if "skip" in j]

@@ -15,10 +15,15 @@
 #   bench/nested/run-nested-bench.sh arm64 results.jsonl
 #
 # Prints (and appends to OUT) the benchmark's JSON lines, each with "nested",
-# "arch" and "kernel_dir" (debian-7.2.13 or userfault-7.2.13) added. Wall-clock ratios only: the guest runs under TCG, so the
-# absolute times say nothing about hardware; the interleaved median ratio
-# of the library loop to the raw loop still shows what the library adds per
-# exit on that kernel.
+# "arch", "kernel_dir" (debian-7.2.13 or userfault-7.2.13) and "boot" (1..N)
+# added. Wall-clock ratios only: the guest runs under TCG, so the absolute
+# times say nothing about hardware; the interleaved median ratio of the
+# library loop to the raw loop still shows what the library adds per exit
+# on that kernel. Each kernel is booted MEMFAULT_NESTED_BOOTS times (default
+# 3), one boot after the other: the median ratio of one boot moves by about
+# +-1% from boot to boot (where the guest's heap, stack and page tables
+# land), more than within a boot, so one boot is one sample; the report
+# (bench/memfault_bench) takes the median of the boots.
 #
 # Only the pinned kernels are used (MEMFAULT_KERNEL_DIR, or ../shared/kernel
 # beside the repository): nothing is downloaded. Exit status: 0 ran; 1 the
@@ -30,8 +35,9 @@
 # Environment: MEMFAULT_KERNEL_DIR, MEMFAULT_NESTED_BENCH_WORK (scratch,
 # default ${TMPDIR:-/tmp}/memfault-nested-bench), MEMFAULT_NESTED_TIMEOUT
 # (seconds per boot, default 300), KVM_BENCH_ARGS (default "50 201": BLOCK
-# and TRIALS of `kvm-run-bench time`), MEMFAULT_NESTED_BENCH_UF (0: leave
-# the KVM Userfault kernel out).
+# and TRIALS of `kvm-run-bench time`), MEMFAULT_NESTED_BOOTS (boots per
+# kernel, default 3), MEMFAULT_NESTED_BENCH_UF (0: leave the KVM Userfault
+# kernel out).
 set -euo pipefail
 
 ARCH=${1:-}
@@ -51,6 +57,10 @@ fi
 WORK=${MEMFAULT_NESTED_BENCH_WORK:-${TMPDIR:-/tmp}/memfault-nested-bench}/$ARCH
 TIMEOUT=${MEMFAULT_NESTED_TIMEOUT:-300}
 BENCH_ARGS=${KVM_BENCH_ARGS:-50 201}
+BOOTS=${MEMFAULT_NESTED_BOOTS:-3}
+case $BOOTS in
+'' | *[!0-9]* | 0) echo "MEMFAULT_NESTED_BOOTS must be a positive number" >&2; exit 64 ;;
+esac
 
 log() { printf '[nested-bench %s %s] %s\n' "$ARCH" "$(date +%T)" "$*" >&2; }
 skip() {
@@ -150,12 +160,13 @@ emit() {
 	echo "$1"
 	if [ -n "$OUT" ]; then echo "$1" >> "$OUT"; fi
 }
-# bench NAME KERNEL KINDS: boot KERNEL, time KINDS, print the JSON lines
-# with NAME as kernel_dir; 1 if the guest printed none. One boot after
-# the other: two at once would share the host's cores and each other's
-# timings.
+# bench NAME KERNEL KINDS BOOT: boot KERNEL, time KINDS, print the JSON
+# lines with NAME as kernel_dir; 1 if the guest printed none. One boot
+# after the other: two at once would share the host's cores and each
+# other's timings.
 bench() {
-	local name=$1 kernel=$2 kinds=$3 append lines l t0 log=$WORK/console-$1.log
+	local name=$1 kernel=$2 kinds=$3 boot=$4 append lines l t0
+	local log=$WORK/console-$1-$4.log
 	if [ "$ARCH" = x86_64 ]; then
 		# TCG "max": AuthenticAMD with svm and npt, so the L1 kernel has kvm_amd
 		QCMD=("$QEMU" -accel tcg -cpu max -m 1G -smp 1)
@@ -180,7 +191,7 @@ bench() {
 		return 1
 	fi
 	while IFS= read -r l; do
-		emit "{\"nested\":true,\"arch\":\"$ARCH\",\"kernel_dir\":\"$name\",${l#\{}"
+		emit "{\"nested\":true,\"arch\":\"$ARCH\",\"kernel_dir\":\"$name\",\"boot\":$boot,${l#\{}"
 	done <<< "$lines"
 	# a loop that did not see the exits it expected (kvm-run-bench's
 	# "error" lines; uf: an iteration without exactly one userfault exit)
@@ -191,11 +202,14 @@ bench() {
 }
 
 rc=0
-bench debian-7.2.13 "$KERNEL" "$ORDINARY,fault" || rc=1
+for boot in $(seq 1 "$BOOTS"); do
+	bench debian-7.2.13 "$KERNEL" "$ORDINARY,fault" "$boot" || rc=1
+	if [ -z "$UF_SKIP" ]; then
+		bench userfault-7.2.13 "$UF_KERNEL" uf "$boot" || rc=1
+	fi
+done
 if [ -n "$UF_SKIP" ]; then
 	log "KVM Userfault round trip: SKIP ($UF_SKIP)"
 	emit "{\"nested\":true,\"arch\":\"$ARCH\",\"kernel_dir\":\"userfault-7.2.13\",\"benchmark\":\"kvm_run\",\"exit\":\"uf\",\"skip\":\"$UF_SKIP\"}"
-else
-	bench userfault-7.2.13 "$UF_KERNEL" uf || rc=1
 fi
 exit "$rc"
