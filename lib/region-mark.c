@@ -213,14 +213,14 @@ mark_claim(struct memfault_region *r, size_t w, unsigned long m,
 }
 
 /* One batch of memfault_region_mark_missing(), [first, end) in @nw (at
- * most MARK_BATCH_WORDS) words. Always inline: the caller's call with
+ * most MARK_BATCH_WORDS) words; @own holds @nw words. Always inline: the caller's call with
  * @nw 1, a re-arm within one word (one page, the common case), compiles
  * to straight-line code with no loops. */
 static inline __attribute__((always_inline)) int
 mark_batch(struct memfault_region *r, struct memfault_trap *trap,
-	   uint64_t first, uint64_t end, size_t nw, int64_t *deadline)
+	   uint64_t first, uint64_t end, size_t nw, unsigned long *own,
+	   int64_t *deadline)
 {
-	unsigned long own[MARK_BATCH_WORDS];
 	size_t w0 = word_of(first);
 	bool busy = false;
 	int err;
@@ -267,6 +267,34 @@ mark_batch(struct memfault_region *r, struct memfault_trap *trap,
 	return err ? err : busy ? -EBUSY : 0;
 }
 
+/* memfault_region_mark_missing() of more than one word, batch by batch.
+ * Not inline: its batch array stays out of the one-word re-arm's stack
+ * frame (a deeper frame is one more stack page touched per re-arm). */
+static __attribute__((noinline)) int
+mark_words(struct memfault_region *r, struct memfault_trap *trap,
+	   uint64_t first, uint64_t end)
+{
+	unsigned long own[MARK_BATCH_WORDS];
+	int64_t deadline = 0; /* set at the first wait, in mark_claim_wait() */
+	int err = 0, e;
+
+	while (first < end) {
+		uint64_t next = ((uint64_t)word_of(first) + MARK_BATCH_WORDS) *
+				BITS_PER_WORD;
+
+		if (next > end)
+			next = end;
+		e = mark_batch(r, trap, first, next,
+			       word_of(next - 1) - word_of(first) + 1, own,
+			       &deadline);
+		/* a system call's error first, then -EBUSY */
+		if (e && (!err || err == -EBUSY))
+			err = e;
+		first = next;
+	}
+	return err;
+}
+
 MEMFAULT_EXPORT MEMFAULT_HOT int
 memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 			     uint64_t count)
@@ -274,7 +302,7 @@ memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 	struct memfault_trap *trap;
 	uint64_t end = first + count;
 	int64_t deadline = 0; /* set at the first wait, in mark_claim_wait() */
-	int err = 0, e;
+	unsigned long own[1];
 
 	if (!range_ok(r, first, count))
 		return -EINVAL;
@@ -294,21 +322,7 @@ memfault_region_mark_missing(struct memfault_region *r, uint64_t first,
 					  MEMFAULT_RELAXED);
 		return 0;
 	}
-	if (word_of(first) == word_of(end - 1))
-		return mark_batch(r, trap, first, end, 1, &deadline);
-	while (first < end) {
-		uint64_t next = ((uint64_t)word_of(first) + MARK_BATCH_WORDS) *
-				BITS_PER_WORD;
-
-		if (next > end)
-			next = end;
-		e = mark_batch(r, trap, first, next,
-			       word_of(next - 1) - word_of(first) + 1,
-			       &deadline);
-		/* a system call's error first, then -EBUSY */
-		if (e && (!err || err == -EBUSY))
-			err = e;
-		first = next;
-	}
-	return err;
+	if (word_of(first) != word_of(end - 1))
+		return mark_words(r, trap, first, end);
+	return mark_batch(r, trap, first, end, 1, own, &deadline);
 }
