@@ -22,12 +22,12 @@
  * The code of one KVM_RUN round trip: memfault_vcpu_run(), the exit
  * classification and memfault_vcpu_get_fault(), and of a resolved
  * userfault: dispatch, claim, publish, and the re-arm of
- * memfault_region_mark_missing(). GCC puts hot functions
- * side by side (.text.hot), so a fault exit touches one or two code pages
- * instead of one per file. That is what it costs where instruction
- * fetches are not cheap: measured under QEMU TCG with nested KVM (where
- * every VM exit flushes the emulated TLB), a fault exit went from 1.04x
- * the raw loop's time to 0.98-1.02x (bench/nested/run-nested-bench.sh).
+ * memfault_region_mark_missing(). GCC puts hot functions side by side
+ * (.text.hot), so a fault exit touches one or two code pages instead of
+ * one per file. That is what it costs where instruction fetches are not
+ * cheap: under QEMU TCG with nested KVM, where every VM exit flushes the
+ * emulated TLB, a fault exit went from 1.04x the raw loop's time to
+ * 0.98-1.02x (doc/architecture.md, "The hot path").
  */
 #define MEMFAULT_HOT __attribute__((hot))
 
