@@ -71,6 +71,11 @@ NOTES = """\
 - Host /dev/kvm: an exit costs about 10-15 us on this kvm_pvm host and varies between blocks; the ratio is
   the median of the lib/raw ratios of adjacent blocks. A load from a closed guest_memfd does not give a
   memory-fault exit there, so the memory-fault exit is measured on the simulator and in the nested guests.
+- Nested (QEMU TCG with nested KVM, the pinned 7.2.13 kernels): each exit and each invalidation flushes the
+  emulated TLB, so what the library costs there follows the pages and calls it touches after an exit more
+  than its instructions (doc/architecture.md, "The hot path"). A boot's median ratio moves by about +-1%
+  from boot to boot, more than its own interval: each kernel is booted three times, one after the other,
+  and the figure is the median of the three boots' ratios, each listed.
 - 1 TiB with its memslot: KVM_SET_USER_MEMORY_REGION2 of 1 TiB takes hundreds of ms on this host and its
   time moves by as much between calls, so the library's part is measured inside the library's own call
   (`region-kvm-bench` interposes ioctl() and subtracts the memslot ioctls' time). With MISSING, the
