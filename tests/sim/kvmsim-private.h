@@ -93,6 +93,8 @@ struct sim_slot {
 	 */
 	unsigned long *mapped;
 	size_t mapped_bytes;
+	/* counted in kvmsim__g.nr_mapped_slots (kvmsim__slot_count()) */
+	bool mmu_counted;
 };
 
 #define SIM_MAPPED_SHARED  1u
@@ -178,8 +180,9 @@ struct sim_global {
 	size_t fds_hwm;       /* no object at or above this index (lock) */
 	struct kvmsim_stats stats; /* updated with atomics */
 	size_t page_size;
-	/* atomic: slots with a secondary-MMU table, so that munmap() and
-	 * friends look for VMs only when some page is mapped */
+	/* atomic: slots that may have a page mapped, so that munmap() and
+	 * friends look for VMs only then (counted before a fault reads its
+	 * bit: kvmsim__slot_count()) */
 	long nr_mapped_slots;
 };
 
@@ -230,6 +233,7 @@ int kvmsim__vcpu_run(struct sim_vcpu *vcpu);
  * KVM_MEM_USERFAULT toggled).
  */
 bool kvmsim__slot_mapped(const struct sim_slot *s, uint64_t off, unsigned kind);
+void kvmsim__slot_count(struct sim_slot *s);
 void kvmsim__slot_map(struct sim_slot *s, uint64_t off, unsigned kind);
 void kvmsim__slot_zap(struct sim_slot *s, uint64_t first, uint64_t count,
 		      unsigned kind);

@@ -136,7 +136,7 @@ map_kind(bool priv)
  * page, or after the flag is turned off and on).
  */
 static int
-userfault_check(struct sim_vcpu *v, const struct sim_slot *s, uint64_t gfn,
+userfault_check(struct sim_vcpu *v, struct sim_slot *s, uint64_t gfn,
 		bool priv)
 {
 	const uint64_t bits = 8 * sizeof(unsigned long);
@@ -145,6 +145,8 @@ userfault_check(struct sim_vcpu *v, const struct sim_slot *s, uint64_t gfn,
 
 	if (!tracks_mappings(s) || kvmsim__slot_mapped(s, off, map_kind(priv)))
 		return 0;
+	/* before the bit is read: see kvmsim__slot_count() */
+	kvmsim__slot_count(s);
 	/*
 	 * A NULL bitmap passes KVM_SET_USER_MEMORY_REGION2 (access_ok()) and
 	 * hits WARN_ON_ONCE(!memslot->userfault_bitmap) here, which means
@@ -169,7 +171,8 @@ userfault_check(struct sim_vcpu *v, const struct sim_slot *s, uint64_t gfn,
 					  KVM_MEMORY_EXIT_FLAG_USERFAULT);
 		return -EFAULT;
 	}
-	val = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+	/* seq_cst: after the count (kvmsim__slot_count()) */
+	val = __atomic_load_n(word, __ATOMIC_SEQ_CST);
 	if (!(val & (1ul << (off % bits))))
 		return 0;
 	memory_fault_exit(v, gfn * page_size(),

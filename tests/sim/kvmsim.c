@@ -1170,6 +1170,7 @@ set_memory_region(struct sim_vm *vm,
 		    !((ns.flags ^ old->flags) & KVMSIM_MEM_USERFAULT)) {
 			ns.mapped = old->mapped;
 			ns.mapped_bytes = old->mapped_bytes;
+			ns.mmu_counted = old->mmu_counted;
 		} else {
 			kvmsim__unmap_slot(old);
 		}
@@ -1213,11 +1214,33 @@ kvmsim__slot_mapped(const struct sim_slot *s, uint64_t off, unsigned kind)
 	       ((s->mapped[b / MAPPED_BITS] >> (b % MAPPED_BITS)) & kind);
 }
 
+/*
+ * Count @s among the slots that may have a page mapped, before a fault
+ * reads a page's userfault bit (userfault_check()), not when the access
+ * completes: the invalidation (kvmsim__invalidate_hva()) skips the VMs
+ * while the count is 0, and a fault that had read the bit clear could
+ * otherwise map the slot's first page after an invalidation that skipped
+ * it (the aarch64 window test saw 7 loads of a page marked missing, once).
+ * The seq_cst increment comes before the seq_cst read of the bit; the
+ * re-marker's full fence between its bit set and its invalidation's read
+ * of the count pairs with it: either that read sees the count, or the
+ * fault sees the bit. vm->lock held.
+ */
+void
+kvmsim__slot_count(struct sim_slot *s)
+{
+	if (s->mmu_counted)
+		return;
+	s->mmu_counted = true;
+	__atomic_add_fetch(&kvmsim__g.nr_mapped_slots, 1, __ATOMIC_SEQ_CST);
+}
+
 void
 kvmsim__slot_map(struct sim_slot *s, uint64_t off, unsigned kind)
 {
 	uint64_t b = 2 * off;
 
+	kvmsim__slot_count(s);
 	if (!s->mapped) {
 		uint64_t words = (2 * (s->size / page_size()) + MAPPED_BITS - 1) /
 				 MAPPED_BITS;
@@ -1231,8 +1254,6 @@ kvmsim__slot_map(struct sim_slot *s, uint64_t off, unsigned kind)
 			return;
 		s->mapped = p;
 		s->mapped_bytes = n;
-		__atomic_add_fetch(&kvmsim__g.nr_mapped_slots, 1,
-				   __ATOMIC_RELAXED);
 	}
 	s->mapped[b / MAPPED_BITS] |= (unsigned long)kind << (b % MAPPED_BITS);
 }
@@ -1240,12 +1261,16 @@ kvmsim__slot_map(struct sim_slot *s, uint64_t off, unsigned kind)
 void
 kvmsim__unmap_slot(struct sim_slot *s)
 {
-	if (!s->mapped)
-		return;
-	syscall(SYS_munmap, s->mapped, s->mapped_bytes);
-	s->mapped = NULL;
-	s->mapped_bytes = 0;
-	__atomic_sub_fetch(&kvmsim__g.nr_mapped_slots, 1, __ATOMIC_RELAXED);
+	if (s->mapped) {
+		syscall(SYS_munmap, s->mapped, s->mapped_bytes);
+		s->mapped = NULL;
+		s->mapped_bytes = 0;
+	}
+	if (s->mmu_counted) {
+		s->mmu_counted = false;
+		__atomic_sub_fetch(&kvmsim__g.nr_mapped_slots, 1,
+				   __ATOMIC_RELAXED);
+	}
 }
 
 void
@@ -1359,11 +1384,13 @@ zap_hva_in_vm(struct sim_vm *vm, uint64_t hva, uint64_t len)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+/* With no slot counted, no page can be mapped, nor be mapped by a fault
+ * that read its bit before the caller set it (kvmsim__slot_count()). */
 void
 kvmsim__invalidate_hva(uint64_t hva, uint64_t len)
 {
 	if (!len || !__atomic_load_n(&kvmsim__g.nr_mapped_slots,
-				     __ATOMIC_RELAXED))
+				     __ATOMIC_SEQ_CST))
 		return;
 	for_each_vm(zap_hva_in_vm, hva, len);
 }
@@ -1382,8 +1409,9 @@ kvmsim__invalidate_gmem(int fd, uint64_t off, uint64_t len)
 	struct sim_gmem *g;
 	struct sim_vm *vm;
 
+	/* see kvmsim__invalidate_hva() */
 	if (!len || !__atomic_load_n(&kvmsim__g.nr_mapped_slots,
-				     __ATOMIC_RELAXED))
+				     __ATOMIC_SEQ_CST))
 		return;
 	o = kvmsim__get(fd, SIM_GMEM);
 	if (!o)
