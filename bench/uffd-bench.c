@@ -31,7 +31,8 @@
  * the KVM simulator only for the VM object libmemfault hangs its handlers
  * on: no KVM is involved in any fault.
  *
- *   uffd-bench [--pages N] [--reps R]     (defaults 4096, 21 pairs)
+ *   uffd-bench [--pages N] [--reps R] [--memory KIND] [--threads T]
+ *                   (defaults 4096 pages, 21 pairs, every kind, 1 2 4 8)
  *
  * Exits 77 when userfaultfd is not usable (not permitted, qemu-user).
  */
@@ -413,15 +414,32 @@ main(int argc, char **argv)
 	static const int threads[] = { 1, 2, 4, 8 };
 	struct kvmsim_config cfg = { KVMSIM_X86_64, KVMSIM_LEVEL_7_2, 0 };
 	MEMFAULT_OPTS(memfault_handlers, h, .page_in = lib_page_in);
-	int kvm_fd, vm_fd;
+	int kvm_fd, vm_fd, only_mem = -1, only_threads = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--pages") && i + 1 < argc) {
 			npages = strtoull(argv[++i], NULL, 0);
 		} else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
 			reps = atoi(argv[++i]);
+		} else if (!strcmp(argv[i], "--memory") && i + 1 < argc) {
+			i++;
+			for (int k = 0; k < NR_MEM; k++)
+				if (!strcmp(argv[i], mem_names[k]))
+					only_mem = k;
+			if (only_mem < 0) {
+				fprintf(stderr, "--memory: anon, memfd-minor or memfd-copy\n");
+				return 2;
+			}
+		} else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+			only_threads = atoi(argv[++i]);
+			if (only_threads != 1 && only_threads != 2 &&
+			    only_threads != 4 && only_threads != 8) {
+				fprintf(stderr, "--threads: 1, 2, 4 or 8\n");
+				return 2;
+			}
 		} else {
-			fprintf(stderr, "usage: %s [--pages N] [--reps R]\n",
+			fprintf(stderr,
+				"usage: %s [--pages N] [--reps R] [--memory KIND] [--threads T]\n",
 				argv[0]);
 			return 2;
 		}
@@ -451,9 +469,14 @@ main(int argc, char **argv)
 		"thr", "lib flt/s", "raw flt/s", "ratio", "lib p50", "lib p99",
 		"raw p50", "raw p99");
 	for (int k = 0; k < NR_MEM; k++) {
+		if (only_mem >= 0 && k != only_mem)
+			continue;
 		for (size_t ti = 0; ti < sizeof(threads) / sizeof(threads[0]);
 		     ti++) {
 			int n = threads[ti];
+
+			if (only_threads && n != only_threads)
+				continue;
 			uint64_t *llat = malloc(npages * (size_t)reps * 8);
 			uint64_t *rlat = malloc(npages * (size_t)reps * 8);
 			double lrate[199], rrate[199], pair[199], lmed, rmed;
