@@ -81,7 +81,9 @@ page_in_one(struct memfault_vcpu *vcpu, struct memfault_region *region,
 
 	/* A kick ends the wait for another thread's fetch: -EINTR means
 	 * immediate_exit is set, whatever the signal's SA_RESTART. */
-	r = region_claim_page(region, page, 0, vcpu);
+	r = region_claim_try(region, page);
+	if (r == MEMFAULT_CLAIM_BUSY)
+		r = region_claim_page_wait(region, page, 0, vcpu);
 	if (r == -EINTR)
 		return take_kick(vcpu);
 	if (r < 0)

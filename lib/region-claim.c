@@ -9,32 +9,17 @@
 #include "region-private.h"
 
 
-/* The wake of region_release_busy(): the claims @old of busy word @w were
- * released while some thread waits (nr_waiters). */
-void
-region_wake_busy(struct memfault_region *r, size_t w, unsigned long old)
-{
-	uint32_t fm;
-
-	if (BITS_PER_WORD == 64 && (old & 0xffffffffull) &&
-	    (old >> 32 & 0xffffffffull)) {
-		futex_wake_all(futex_word(r, (uint64_t)w * BITS_PER_WORD, &fm));
-		futex_wake_all(futex_word(r, (uint64_t)w * BITS_PER_WORD + 32,
-					  &fm));
-	} else {
-		futex_wake_all(futex_word(r, (uint64_t)w * BITS_PER_WORD +
-						     (uint64_t)__builtin_ctzl(old),
-					  &fm));
-	}
-}
-
 MEMFAULT_EXPORT int
 memfault_region_claim(struct memfault_region *r, uint64_t page,
 		      uint32_t flags)
 {
 	if (!r || page >= r->npages || (flags & ~(uint32_t)MEMFAULT_CLAIM_NOWAIT))
 		return -EINVAL;
-	return region_claim_page(r, page, flags, NULL);
+	int c = region_claim_try(r, page);
+
+	if (c != MEMFAULT_CLAIM_BUSY || (flags & MEMFAULT_CLAIM_NOWAIT))
+		return c;
+	return region_claim_page_wait(r, page, flags, NULL);
 }
 
 /*

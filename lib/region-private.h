@@ -91,11 +91,31 @@ word_mask(size_t w, uint64_t first, uint64_t end)
  * Claims and publishes of one page, the steps of every resolved fault:
  * inline (dispatch.c and uffd-service.c include this header for them), so
  * that an uncontended claim, a publish and the release of a claim cost a
- * few instructions and no call. The waits and wakes are region-claim.c's.
+ * few instructions and no call. The wait for a busy page is region-claim.c's
+ * (region_claim_page_wait()), called by whoever got MEMFAULT_CLAIM_BUSY: no
+ * function here calls into a region file, which include this header.
  */
-void region_wake_busy(struct memfault_region *r, size_t w, unsigned long old);
 int region_claim_page_wait(struct memfault_region *r, uint64_t page,
 			   uint32_t flags, struct memfault_vcpu *vcpu);
+
+/* The wake of region_release_busy(): the claims @old of busy word @w were
+ * released while some thread waits (nr_waiters). */
+static inline void
+region_wake_busy(struct memfault_region *r, size_t w, unsigned long old)
+{
+	uint32_t fm;
+
+	if (BITS_PER_WORD == 64 && (old & 0xffffffffull) &&
+	    (old >> 32 & 0xffffffffull)) {
+		futex_wake_all(futex_word(r, (uint64_t)w * BITS_PER_WORD, &fm));
+		futex_wake_all(futex_word(r, (uint64_t)w * BITS_PER_WORD + 32,
+					  &fm));
+	} else {
+		futex_wake_all(futex_word(r, (uint64_t)w * BITS_PER_WORD +
+						     (uint64_t)__builtin_ctzl(old),
+					  &fm));
+	}
+}
 
 /* Release the claims in @m of busy word @w and wake their waiters. */
 static inline void
@@ -139,20 +159,6 @@ region_claim_try(struct memfault_region *r, uint64_t page)
 		return MEMFAULT_CLAIM_FETCH;
 	region_release_busy(r, w, m);
 	return MEMFAULT_CLAIM_PRESENT;
-}
-
-/* memfault_region_claim() without the argument checks (@vcpu: dispatch on
- * that vCPU's thread, whose kick ends a wait with -EINTR). */
-static inline int
-region_claim_page(struct memfault_region *r, uint64_t page, uint32_t flags,
-		  struct memfault_vcpu *vcpu)
-{
-	int err = region_claim_try(r, page);
-
-	if (likely(err != MEMFAULT_CLAIM_BUSY) ||
-	    (flags & MEMFAULT_CLAIM_NOWAIT))
-		return err;
-	return region_claim_page_wait(r, page, flags, vcpu);
 }
 
 /* Publish one page known to be in range, and release its claim. */

@@ -150,8 +150,7 @@ handle_msg(struct memfault_uffd *u, const struct uffd_msg *msg, uint64_t t0)
 	}
 	page = (addr - g->start) >> memfault_page_shift;
 	for (int tries = 0;; tries++) {
-		r = region_claim_page(g->region, page, MEMFAULT_CLAIM_NOWAIT,
-				      NULL);
+		r = region_claim_try(g->region, page);
 		if (r != MEMFAULT_CLAIM_PRESENT)
 			break;
 		if (install_present(u, g, page)) {
