@@ -345,12 +345,6 @@ def _uf_figure(fig, section, j, where, cmd_t):
            if j.get("boots") else {}))
 
 
-def _median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
-
-
 def _merge_boots(js):
     """One line per (arch, exit, kernel) of the nested runs: with several
     boots ("boot" 1..N), their median. A boot's median ratio moves more
@@ -377,14 +371,14 @@ def _merge_boots(js):
             continue
         m = dict(g[0])
         for f in ("ratio", "raw_ns_per_exit", "lib_ns_per_exit"):
-            m[f] = _median([x[f] for x in g])
+            m[f] = statistics.median([x[f] for x in g])
         m["boots"] = len(g)
         m["boot_ratios"] = [x["ratio"] for x in g]
         m["boot_ratio_ci95"] = [[x.get("ratio_ci95_lo"), x.get("ratio_ci95_hi")] for x in g]
         # the spread shown is the boots' range, not one boot's CI
         m["ratio_ci95_lo"] = m["ratio_ci95_hi"] = None
-        m["ratio_p25"] = _median([x["ratio_p25"] for x in g])
-        m["ratio_p75"] = _median([x["ratio_p75"] for x in g])
+        m["ratio_p25"] = statistics.median([x["ratio_p25"] for x in g])
+        m["ratio_p75"] = statistics.median([x["ratio_p75"] for x in g])
         out.append(m)
     return out
 
