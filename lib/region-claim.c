@@ -15,10 +15,6 @@ memfault_region_claim(struct memfault_region *r, uint64_t page,
 {
 	if (!r || page >= r->npages || (flags & ~(uint32_t)MEMFAULT_CLAIM_NOWAIT))
 		return -EINVAL;
-	int c = region_claim_try(r, page);
-
-	if (c != MEMFAULT_CLAIM_BUSY || (flags & MEMFAULT_CLAIM_NOWAIT))
-		return c;
 	return region_claim_page_wait(r, page, flags, NULL);
 }
 
@@ -93,8 +89,9 @@ out:
 	return r;
 }
 
-/* The claim of @page, waiting while another thread holds it (@vcpu: on
- * that vCPU's thread, a kick ends the wait with -EINTR). */
+/* The claim of @page (the try first), waiting while another thread holds
+ * it unless MEMFAULT_CLAIM_NOWAIT (@vcpu: on that vCPU's thread, a kick
+ * ends the wait with -EINTR). */
 int
 region_claim_page_wait(struct memfault_region *r, uint64_t page,
 		       uint32_t flags, struct memfault_vcpu *vcpu)

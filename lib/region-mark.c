@@ -126,6 +126,19 @@ mono_ns(void)
 	return (int64_t)memfault_now_ns();
 }
 
+/* Take the busy bits @take of word @w, which held @cur: false if the word
+ * changed meanwhile. seq_cst as the claim of memfault_region_claim():
+ * pairs with the fence in publish_bits(). */
+static inline bool
+mark_take(struct memfault_region *r, size_t w, unsigned long cur,
+	  unsigned long take)
+{
+	if (!memfault_cmpxchg(&r->busy[w], &cur, cur | take, MEMFAULT_SEQ_CST))
+		return false;
+	memfault_add(&r->nr_busy, bits_set(take), MEMFAULT_SEQ_CST);
+	return true;
+}
+
 /*
  * Take the busy bits @m of word @w for memfault_region_mark_missing(), in
  * ascending page order, waiting until @deadline for their holders
@@ -151,12 +164,7 @@ mark_claim_wait(struct memfault_region *r, size_t w, unsigned long m,
 		int64_t left;
 
 		if (take) {
-			/* seq_cst as the claim of memfault_region_claim():
-			 * pairs with the fence in publish_bits() */
-			if (memfault_cmpxchg(&r->busy[w], &cur, cur | take,
-					     MEMFAULT_SEQ_CST)) {
-				memfault_add(&r->nr_busy, bits_set(take),
-					     MEMFAULT_SEQ_CST);
+			if (mark_take(r, w, cur, take)) {
 				own |= take;
 				m &= ~take;
 			}
@@ -203,12 +211,8 @@ mark_claim(struct memfault_region *r, size_t w, unsigned long m,
 {
 	unsigned long cur = MEMFAULT_READ_ONCE(r->busy[w]);
 
-	/* seq_cst as in mark_claim_wait() */
-	if (likely(!(cur & m)) &&
-	    memfault_cmpxchg(&r->busy[w], &cur, cur | m, MEMFAULT_SEQ_CST)) {
-		memfault_add(&r->nr_busy, bits_set(m), MEMFAULT_SEQ_CST);
+	if (likely(!(cur & m)) && mark_take(r, w, cur, m))
 		return m;
-	}
 	return mark_claim_wait(r, w, m, deadline);
 }
 
