@@ -133,6 +133,18 @@ tc_rss_kib(void)
 	return tc_status_kib("VmRSS");
 }
 
+void
+tc_catch_signal(int sig, void (*fn)(int, siginfo_t *, void *))
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = fn;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(sig, &sa, NULL), 0);
+}
+
 double
 tc_now(void)
 {

@@ -10,6 +10,7 @@
 #define MEMFAULT_TEST_COMMON_H
 
 #include <check.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,6 +69,10 @@ Suite *tc_suite(const char *name, const char *tcase, int timeout, ...);
 /* A "Vm...:" field of /proc/self/status in KiB ("VmRSS", "VmHWM"), or -1. */
 long tc_status_kib(const char *field);
 /* CLOCK_MONOTONIC in seconds, and in nanoseconds. */
+/* Install @fn as @sig's SA_SIGINFO handler (empty mask); fails the test
+ * if sigaction() refuses. */
+void tc_catch_signal(int sig, void (*fn)(int, siginfo_t *, void *));
+
 double tc_now(void);
 uint64_t tc_now_ns(void);
 /* The process's resident set in KiB (VmRSS), or -1. */

@@ -294,17 +294,12 @@ START_TEST(dispatch_hwpoison)
 {
 	uint64_t ps = kt_page_size();
 	struct memfault_vcpu_stats st;
-	struct sigaction sa;
 	struct seen s;
 	struct kt_vm v;
 
 	if (!kt_require("dispatch-hwpoison", KT_NEED_GMEM_MMAP | KT_NEED_CPU_ACCESS | KT_NEED_ROOT))
 		return;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_sigbus;
-	sa.sa_flags = SA_SIGINFO;
-	sigemptyset(&sa.sa_mask);
-	ck_assert_int_eq(sigaction(SIGBUS, &sa, NULL), 0);
+	tc_catch_signal(SIGBUS, on_sigbus);
 
 	kt_vm_create(&v, 0, "dispatch-hwpoison");
 	expect_gmem(&v);

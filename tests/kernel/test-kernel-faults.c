@@ -110,7 +110,6 @@ on_sigbus(int sig, siginfo_t *si, void *uc)
 
 START_TEST(gmem_hwpoison)
 {
-	struct sigaction sa;
 	struct kt_vm v;
 	uint64_t ps = kt_page_size();
 	int r, err;
@@ -118,11 +117,7 @@ START_TEST(gmem_hwpoison)
 	if (!kt_require("gmem-hwpoison",
 			KT_NEED_GMEM_MMAP | KT_NEED_CPU_ACCESS | KT_NEED_ROOT))
 		return;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_sigbus;
-	sa.sa_flags = SA_SIGINFO;
-	sigemptyset(&sa.sa_mask);
-	ck_assert_int_eq(sigaction(SIGBUS, &sa, NULL), 0);
+	tc_catch_signal(SIGBUS, on_sigbus);
 
 	kt_vm_create(&v, 0, "gmem-hwpoison");
 	expect_gmem(&v);

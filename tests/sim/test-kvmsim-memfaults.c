@@ -370,13 +370,9 @@ on_bus(int sig, siginfo_t *si, void *uc)
 static uint8_t *
 poisoned_load(struct sim *s)
 {
-	struct sigaction sa;
 	uint8_t *mem;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_bus;
-	sa.sa_flags = SA_SIGINFO;
-	ck_assert_int_eq(sigaction(SIGBUS, &sa, NULL), 0);
+	tc_catch_signal(SIGBUS, on_bus);
 	mem = pages(s, 2, 0x5a);
 	ck_assert_int_eq(region1(s->vm, 1, 0, s->test_gpa, 2 * s->page, mem),
 			 0);
@@ -564,16 +560,12 @@ START_TEST(poison_gmem_through_mmap)
 {
 	uint32_t arch = (uint32_t)_i + 1;
 	bool qemu_user = getenv("MESON_EXE_WRAPPER") != NULL;
-	struct sigaction sa;
 	struct sim s;
 	uint8_t *map;
 	int g;
 
 	start(&s, arch, KVMSIM_LEVEL_7_2);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_bus;
-	sa.sa_flags = SA_SIGINFO;
-	ck_assert_int_eq(sigaction(SIGBUS, &sa, NULL), 0);
+	tc_catch_signal(SIGBUS, on_bus);
 	g = gmem_slot(&s, &map, 0x5a);
 	ck_assert_int_eq(kvmsim_poison(s.vm, s.test_gpa), 0);
 

@@ -377,15 +377,11 @@ START_TEST(page_in_failure)
 	static const int rets[] = { -EIO, MEMFAULT_TO_VMM, 7 };
 	static const int expect[] = { -EIO, -EOPNOTSUPP, -EPROTO };
 	int k = _i / 2;
-	struct sigaction sa;
 	struct memfault_uffd_stats s;
 	struct bus_toucher b;
 	char *bad;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_sigbus;
-	sa.sa_flags = SA_SIGINFO;
-	ck_assert_int_eq(sigaction(SIGBUS, &sa, NULL), 0);
+	tc_catch_signal(SIGBUS, on_sigbus);
 
 	fx_open(&F, KVMSIM_X86_64, KVMSIM_LEVEL_7_2);
 	fx_memory(&F, mode, 16);
@@ -438,14 +434,10 @@ END_TEST
 /* No page_in() handler: failure, not a hang. */
 START_TEST(no_handler_is_a_failure)
 {
-	struct sigaction sa;
 	struct memfault_uffd_stats s;
 	struct bus_toucher b;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_sigbus;
-	sa.sa_flags = SA_SIGINFO;
-	ck_assert_int_eq(sigaction(SIGBUS, &sa, NULL), 0);
+	tc_catch_signal(SIGBUS, on_sigbus);
 	fx_open(&F, KVMSIM_X86_64, KVMSIM_LEVEL_7_2);
 	ck_assert_int_eq(memfault_vm_set_handlers(F.e.vm, NULL), 0);
 	fx_memory(&F, MEMFAULT_UFFD_MISSING, 4);
